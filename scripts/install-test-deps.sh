@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the end-to-end tests drive as independent clients. Idempotent: installs only
+# what is missing, and only when it can (root or sudo); otherwise says what is missing and
+# lets the tests that need a tool skip with that message (outside CI).
+set -euo pipefail
+need=()
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
+    echo "install-test-deps: missing ${need[*]} and cannot install (not root, no sudo)" >&2
+    [ "${CI:-}" = true ] && exit 1 || exit 0
+fi
+echo "install-test-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

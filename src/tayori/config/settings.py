@@ -1,0 +1,153 @@
+"""Every setting Tayori reads, with its default and the reason an admin would change it.
+
+The dataclasses below are the single source of truth: the loader walks them to validate a
+TOML file (naming key, value and reason on error), and `docs/config.md` is generated from
+their field metadata, so a key cannot exist without documentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MB = 1000 * 1000
+
+
+def setting(default: Any, doc: str, *, factory: bool = False) -> Any:
+    """A documented field. `factory` for mutable defaults (lists)."""
+    if factory:
+        return field(default_factory=default, metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A listening or connecting address written `host:port` (IPv6 as `[::1]:port`)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    hostname: str = setting(
+        "", "Name announced in SMTP greetings and Received headers. Empty: the machine's FQDN."
+    )
+    data_dir: Path = setting(
+        Path(), "Directory for the database, message files and TLS files. Relative paths are "
+        "taken from the config file's directory. Empty: the config file's directory."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSettings:
+    smtp: HostPort | None = setting(
+        HostPort("127.0.0.1", 2525), "Inbound SMTP (MX) for mail from the Internet. Port 25 in production."
+    )
+    submission: HostPort | None = setting(
+        HostPort("127.0.0.1", 5870), "Submission with STARTTLS and login (port 587 in production)."
+    )
+    submissions: HostPort | None = setting(
+        HostPort("127.0.0.1", 4650), "Submission over implicit TLS (port 465 in production)."
+    )
+    pop3: HostPort | None = setting(
+        HostPort("127.0.0.1", 1100), "POP3 with STLS (port 110 in production)."
+    )
+    pop3s: HostPort | None = setting(
+        HostPort("127.0.0.1", 9950), "POP3 over implicit TLS (port 995 in production)."
+    )
+    imap: HostPort | None = setting(
+        HostPort("127.0.0.1", 1430), "IMAP with STARTTLS (port 143 in production)."
+    )
+    imaps: HostPort | None = setting(
+        HostPort("127.0.0.1", 9930), "IMAP over implicit TLS (port 993 in production)."
+    )
+    http: HostPort | None = setting(
+        HostPort("127.0.0.1", 8080), "Webmail, member settings and the admin pages."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    cert: Path | None = setting(
+        None, "PEM certificate chain. Empty: `tls/cert.pem` in the data dir if it exists."
+    )
+    key: Path | None = setting(
+        None, "PEM private key. Empty: `tls/key.pem` in the data dir if it exists."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    url: str = setting(
+        "", "`sqlite:///PATH` (messages as files in the data dir) or `postgresql://USER@HOST/DB` "
+        "(messages in the database, so several nodes share one store). Empty: "
+        "`sqlite:///DATA_DIR/tayori.db`."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    max_message_size: int = setting(
+        50 * MB, "Largest message accepted, in bytes or with a unit (`50MB`). Announced in EHLO SIZE."
+    )
+    max_recipients: int = setting(100, "Recipients accepted in one SMTP transaction.")
+    max_connections: int = setting(1000, "Connections open at once, all protocols together.")
+    max_connections_per_ip: int = setting(
+        20, "Connections open at once from one client address, per protocol."
+    )
+    smtp_command_timeout: float = setting(
+        300.0, "Seconds an SMTP client may stay silent between commands (RFC 5321 4.5.3.2: 5 min)."
+    )
+    smtp_data_timeout: float = setting(
+        600.0, "Seconds allowed to receive the DATA of one message (RFC 5321: 10 min per block)."
+    )
+    pop3_idle_timeout: float = setting(
+        600.0, "Seconds a POP3 client may stay idle (RFC 1939: at least 10 minutes)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    nameservers: list[HostPort] = setting(
+        list, "Resolvers to ask, `host:port` each. Empty: the system resolver.", factory=True
+    )
+    timeout: float = setting(5.0, "Seconds to wait for one DNS answer before a temporary failure.")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    allow_plaintext_on_loopback: bool = setting(
+        True, "Accept passwords without TLS from 127.0.0.0/8 and ::1 (local tools, tests)."
+    )
+    allow_plaintext: bool = setting(
+        False, "Accept passwords without TLS from anywhere. Leave off outside a lab."
+    )
+    failure_delay: float = setting(
+        1.0, "Seconds to wait before answering a failed login (slows guessing)."
+    )
+    max_failures_per_account: int = setting(
+        10, "Failed logins for one account within `failure_window` before it is locked out."
+    )
+    max_failures_per_ip: int = setting(
+        30, "Failed logins from one client address within `failure_window` before it is locked out."
+    )
+    failure_window: float = setting(900.0, "Seconds over which failed logins are counted.")
+    lockout: float = setting(900.0, "Seconds a locked-out account or address is refused.")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    source: Path | None = None
+    """The file these settings came from (not a key)."""

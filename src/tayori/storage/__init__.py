@@ -1,0 +1,1 @@
+"""Stores by role: metadata (SQL), blobs (files or SQL). Interfaces in `interfaces`."""

@@ -1,0 +1,136 @@
+"""Plain records the stores return; no behaviour, no database types leak out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from tayori.core.outcome import Outcome
+
+
+class SpecialUse(StrEnum):
+    """Mailboxes every account has from creation (RFC 6154 names, INBOX has none)."""
+
+    INBOX = "INBOX"
+    JUNK = "Junk"
+    SENT = "Sent"
+    DRAFTS = "Drafts"
+    TRASH = "Trash"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    """Primary address, canonical (lowercase)."""
+    domain_id: int
+    password_hash: str
+    quota_bytes: int
+    """0 means no limit."""
+    used_bytes: int
+    status: AccountStatus
+    created: datetime
+
+    @property
+    def is_over_quota(self) -> bool:
+        return self.quota_bytes > 0 and self.used_bytes >= self.quota_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    address: str
+    targets: tuple[str, ...]
+    """Canonical addresses of the accounts (primary addresses) the alias delivers to."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientLookup:
+    """What an address means here: our accounts, unknown in a hosted domain, or not hosted."""
+
+    hosted: bool
+    accounts: tuple[Account, ...]
+    """Empty with hosted=True means the user is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str
+    special_use: SpecialUse | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """Envelope summary taken from the headers at delivery, for lists and diagnostics."""
+
+    from_: str = ""
+    to: str = ""
+    subject: str = ""
+    message_id: str = ""
+    date: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internal_date: datetime
+    size: int
+    blob_ref: str
+    summary: MessageSummary
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message to append to one account's mailbox, with the outcomes to record with it.
+
+    The blob is already durable (`blob_ref`) before this is committed. The store picks the
+    outcome that matches what happened inside the same transaction: `on_delivered` when the
+    append succeeded, `on_over_quota` when the append would exceed the quota (the message is
+    then not appended, and the caller deletes the blob).
+    """
+
+    account_id: int
+    mailbox: SpecialUse
+    blob_ref: str
+    size: int
+    internal_date: datetime
+    summary: MessageSummary
+    on_delivered: Outcome
+    on_over_quota: Outcome
+    flags: frozenset[str] = frozenset()
+    enforce_quota: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    appended: bool
+    """False only when the quota refused it."""
+    mailbox_id: int
+    uid: int
+    """0 when not appended."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    id: int
+    outcome: Outcome
