@@ -38,15 +38,17 @@ class ServerSettings:
         "", "Name announced in SMTP greetings and Received headers. Empty: the machine's FQDN."
     )
     data_dir: Path = setting(
-        Path(), "Directory for the database, message files and TLS files. Relative paths are "
-        "taken from the config file's directory. Empty: the config file's directory."
+        Path(),
+        "Directory for the database, message files and TLS files. Relative paths are "
+        "taken from the config file's directory. Empty: the config file's directory.",
     )
 
 
 @dataclass(frozen=True, slots=True)
 class ListenSettings:
     smtp: HostPort | None = setting(
-        HostPort("127.0.0.1", 2525), "Inbound SMTP (MX) for mail from the Internet. Port 25 in production."
+        HostPort("127.0.0.1", 2525),
+        "Inbound SMTP (MX) for mail from the Internet. Port 25 in production.",
     )
     submission: HostPort | None = setting(
         HostPort("127.0.0.1", 5870), "Submission with STARTTLS and login (port 587 in production)."
@@ -84,16 +86,18 @@ class TlsSettings:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     url: str = setting(
-        "", "`sqlite:///PATH` (messages as files in the data dir) or `postgresql://USER@HOST/DB` "
+        "",
+        "`sqlite:///PATH` (messages as files in the data dir) or `postgresql://USER@HOST/DB` "
         "(messages in the database, so several nodes share one store). Empty: "
-        "`sqlite:///DATA_DIR/tayori.db`."
+        "`sqlite:///DATA_DIR/tayori.db`.",
     )
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsSettings:
     max_message_size: int = setting(
-        50 * MB, "Largest message accepted, in bytes or with a unit (`50MB`). Announced in EHLO SIZE."
+        50 * MB,
+        "Largest message accepted, in bytes or with a unit (`50MB`). Announced in EHLO SIZE.",
     )
     max_recipients: int = setting(100, "Recipients accepted in one SMTP transaction.")
     max_connections: int = setting(1000, "Connections open at once, all protocols together.")

@@ -55,7 +55,10 @@ def parse_address(text: str) -> Address:
     if len(local) > 64:
         raise AddressError(f"{text!r}: the part before @ is longer than 64 characters")
     if not (local.startswith('"') and local.endswith('"')) and (
-        not _LOCAL_ATOM.match(local) or local.startswith(".") or local.endswith(".") or ".." in local
+        not _LOCAL_ATOM.match(local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
     ):
         raise AddressError(f"{text!r}: the part before @ has characters not allowed there")
     return Address(local, normalise_domain(domain))

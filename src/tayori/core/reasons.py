@@ -118,4 +118,3 @@ CATALOGUE: dict[str, ReasonCode] = {reason.code: reason for reason in _CODES}
 def reason(code: str) -> ReasonCode:
     """Look up a code; unknown codes are a programming error, never a runtime guess."""
     return CATALOGUE[code]
-

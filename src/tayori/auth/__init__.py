@@ -1,0 +1,1 @@
+"""Member authentication: password hashes, login throttling, the authenticator servers use."""

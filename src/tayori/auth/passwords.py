@@ -1,0 +1,28 @@
+"""argon2id password hashes (RFC 9106 parameters via argon2-cffi's defaults)."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_HASHER = PasswordHasher()
+
+# A hash of a random password, verified against when the account does not exist, so that
+# "no such user" and "wrong password" take the same time.
+_DUMMY_HASH = _HASHER.hash("tayori-no-such-account")
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when the password matches; a missing hash still costs one verification."""
+    try:
+        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _HASHER.check_needs_rehash(password_hash)

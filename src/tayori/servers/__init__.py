@@ -1,0 +1,1 @@
+"""asyncio listeners: inbound SMTP, POP3; TLS and connection limits they share."""
