@@ -1,0 +1,163 @@
+"""The composition root: the one place that builds concrete objects from the settings.
+
+Everything below takes its collaborators as arguments; only this module knows that the
+metadata store is SQL, that blobs are files or rows, and which listeners a node runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tayori.auth.authenticator import Authenticator
+from tayori.auth.throttle import LoginThrottle
+from tayori.config.settings import HostPort, Settings
+from tayori.delivery.committer import DeliveryCommitter
+from tayori.delivery.local import LocalDelivery
+from tayori.servers.limits import ConnectionLimiter
+from tayori.servers.pop3 import Pop3Server
+from tayori.servers.smtp_inbound import InboundHandler, InboundSmtpServer
+from tayori.servers.tls import server_context
+from tayori.storage.factory import Stores, open_stores
+
+log = logging.getLogger("tayori")
+
+SHUTDOWN_GRACE = 30.0
+
+
+@dataclass
+class Service:
+    """Every role of one `tayori serve` process, started and stopped together."""
+
+    settings: Settings
+    stores: Stores | None = None
+    committer: DeliveryCommitter | None = None
+    smtp: InboundSmtpServer | None = None
+    pop3: list[Pop3Server] = field(default_factory=list)
+    listening: list[tuple[str, str]] = field(default_factory=list)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        tls = self.settings.tls
+        if tls.cert is None or tls.key is None:
+            return None
+        return server_context(tls.cert, tls.key)
+
+    async def start(self) -> None:
+        settings = self.settings
+        stores = self.stores = open_stores(settings.storage.url, settings.server.data_dir)
+        hostname = settings.server.hostname
+        context = self.tls_context()
+        shared_total: Counter[str] = Counter()
+
+        def limiter() -> ConnectionLimiter:
+            limits = settings.limits
+            return ConnectionLimiter(
+                limits.max_connections, limits.max_connections_per_ip, shared_total
+            )
+
+        self.committer = DeliveryCommitter(stores.metadata)
+        self.committer.start()
+        listen = settings.listen
+        if listen.smtp is not None:
+            delivery = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
+            handler = InboundHandler(stores.metadata, delivery, settings.limits)
+            self.smtp = InboundSmtpServer(
+                handler,
+                hostname=hostname,
+                limits=settings.limits,
+                ssl_context=context,
+                limiter=limiter(),
+            )
+            await self._listen("smtp", listen.smtp, self.smtp.start)
+
+        authenticator = Authenticator(stores.metadata, LoginThrottle(settings.auth), settings.auth)
+        for role, address, implicit in (
+            ("pop3", listen.pop3, False),
+            ("pop3s", listen.pop3s, True),
+        ):
+            if address is None:
+                continue
+            if implicit and context is None:
+                log.warning("%s not started: no TLS certificate configured ([tls] cert, key)", role)
+                continue
+            server = Pop3Server(
+                metadata=stores.metadata,
+                blobs=stores.blobs,
+                authenticator=authenticator,
+                limits=settings.limits,
+                auth_settings=settings.auth,
+                hostname=hostname,
+                ssl_context=context,
+                implicit_tls=implicit,
+                limiter=limiter(),
+            )
+            self.pop3.append(server)
+            await self._listen(role, address, server.start)
+
+    async def _listen(
+        self, role: str, address: HostPort, start: Callable[[str, int], Awaitable[asyncio.Server]]
+    ) -> None:
+        server = await start(address.host, address.port)
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            self.listening.append((role, str(HostPort(host, port))))
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let messages in flight finish, commit, then close the stores."""
+        closing = [server.close() for server in self.pop3]
+        if self.smtp is not None:
+            closing.append(self.smtp.close(grace))
+        await asyncio.gather(*closing, return_exceptions=True)
+        if self.committer is not None:
+            await asyncio.to_thread(self.committer.stop)
+        if self.stores is not None:
+            self.stores.close()
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _run(settings: Settings) -> int:
+    service = Service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await service.start()
+    except OSError as error:
+        print(f"error: cannot listen: {error}", file=sys.stderr)
+        await service.stop(grace=0)
+        return 1
+    print(f"Tayori serving {settings.server.hostname} (data in {settings.server.data_dir})")
+    for role, address in service.listening:
+        print(f"  {role:<12} {address}")
+    print("ready", flush=True)
+    await stop.wait()
+    print("stopping: finishing messages in flight", flush=True)
+    await service.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def serve(settings: Settings) -> int:
+    """Run every enabled listener until SIGTERM or SIGINT; returns the exit status."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-line chatter
+    _install_uvloop()
+    return asyncio.run(_run(settings))

@@ -1,0 +1,1 @@
+"""Putting accepted messages where they belong: mailbox appends (group-committed)."""

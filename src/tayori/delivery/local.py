@@ -1,0 +1,200 @@
+"""Local delivery: one durable copy per recipient account, then one outcome each.
+
+Order matters for durability: every recipient's blob is written and fsynced first, then the
+metadata (message rows, usage, outcomes) is group-committed, and only then does the caller
+answer `250`. A crash before the commit leaves at most unreferenced blob files, never a
+message the sender was told we have but we do not.
+
+Quota is enforced before anything is written, against usage read at the end of DATA.
+When a message is accepted for some recipients, the others whose quota it would exceed
+get it anyway (like Dovecot's quota grace): SMTP has one DATA reply for all recipients,
+and refusing them silently would lose mail. A message every recipient is too full for is
+refused with 552 5.2.2, which the sender's server turns into an error mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from tayori.core.outcome import Direction, Outcome, OutcomeKind
+from tayori.core.reasons import reason
+from tayori.core.reply import SmtpReply
+from tayori.delivery.committer import DeliveryCommitter
+from tayori.delivery.summary import summarise
+from tayori.delivery.trace import Arrival, normalise_line_endings, trace_headers
+from tayori.pipeline.recipients import over_quota, quota_detail
+from tayori.storage.interfaces import BlobStore, MetadataStore
+from tayori.storage.records import Account, MessageSummary, NewMessage, SpecialUse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """An accepted RCPT address and the account it reaches (aliases give several)."""
+
+    address: str
+    account: Account
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    reply: SmtpReply
+    delivered: int
+    """How many recipient copies were committed."""
+
+
+class LocalDelivery:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        blobs: BlobStore,
+        committer: DeliveryCommitter,
+        hostname: str,
+    ) -> None:
+        self._metadata = metadata
+        self._blobs = blobs
+        self._committer = committer
+        self._hostname = hostname
+
+    async def deliver(
+        self, sender: str, recipients: Sequence[Recipient], content: bytes, arrival: Arrival
+    ) -> DeliveryResult:
+        body = normalise_line_endings(content)
+        summary = summarise(body)
+        accounts = await asyncio.to_thread(self._fresh_accounts, recipients)
+        full = {r.account.id for r in recipients if over_quota(accounts[r.account.id], len(body))}
+        base = Outcome(
+            direction=Direction.INBOUND,
+            sender=sender,
+            recipient="",
+            outcome=OutcomeKind.DELIVERED,
+            reason="delivered",
+            message_id=summary.message_id,
+            subject=summary.subject,
+            remote_ip=arrival.client_ip,
+            remote_host=arrival.client_host,
+        )
+        if len(full) == len(recipients):
+            return await self._refuse_over_quota(base, recipients, accounts, body, summary)
+
+        copies = [
+            trace_headers(arrival, self._hostname, sender, r.account.address) + body
+            for r in recipients
+        ]
+        refs: list[str] = []
+        try:
+            written = await asyncio.gather(
+                *(asyncio.to_thread(self._blobs.put, [c]) for c in copies), return_exceptions=True
+            )
+            refs = [ref for ref in written if isinstance(ref, str)]
+            for failure in written:
+                if isinstance(failure, BaseException):
+                    raise failure
+            accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
+            refused = reason("rcpt.over_quota")
+            items = []
+            for recipient, copy, ref in zip(recipients, copies, refs, strict=True):
+                detail = f"queue_id={arrival.queue_id}"
+                if recipient.account.id in full:
+                    detail += "; over quota, accepted as grace with other recipients"
+                outcome = replace(
+                    base,
+                    recipient=recipient.address,
+                    account_id=recipient.account.id,
+                    size=len(copy),
+                    reply=str(accepted),
+                    detail=detail,
+                    time=arrival.time,
+                )
+                items.append(
+                    NewMessage(
+                        account_id=recipient.account.id,
+                        mailbox=SpecialUse.INBOX,
+                        blob_ref=ref,
+                        size=len(copy),
+                        internal_date=arrival.time,
+                        summary=summary,
+                        on_delivered=outcome,
+                        on_over_quota=replace(
+                            outcome,
+                            outcome=OutcomeKind.REJECTED,
+                            reason=refused.code,
+                            reply=str(refused.reply_for(address=recipient.address)),
+                        ),
+                        enforce_quota=False,
+                    )
+                )
+            await self._committer.append(items)
+        except Exception as error:
+            await self._store_failed(base, recipients, body, refs, error)
+            return DeliveryResult(reason("store.failed").reply_for(), 0)
+        return DeliveryResult(accepted, len(items))
+
+    def _fresh_accounts(self, recipients: Sequence[Recipient]) -> dict[int, Account]:
+        """Usage as of now, not as of RCPT: other messages may have arrived meanwhile."""
+        fresh: dict[int, Account] = {}
+        for recipient in recipients:
+            account = self._metadata.get_account_by_id(recipient.account.id)
+            fresh[recipient.account.id] = account or recipient.account
+        return fresh
+
+    async def _refuse_over_quota(
+        self,
+        base: Outcome,
+        recipients: Sequence[Recipient],
+        accounts: dict[int, Account],
+        body: bytes,
+        summary: MessageSummary,
+    ) -> DeliveryResult:
+        code = reason("rcpt.over_quota")
+        reply = code.reply_for(address=recipients[0].address)
+        outcomes = [
+            replace(
+                base,
+                recipient=r.address,
+                account_id=r.account.id,
+                size=len(body),
+                outcome=OutcomeKind.REJECTED,
+                reason=code.code,
+                reply=str(code.reply_for(address=r.address)),
+                detail=quota_detail(accounts[r.account.id], len(body)),
+            )
+            for r in recipients
+        ]
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._metadata.record_outcomes, outcomes)
+        return DeliveryResult(reply, 0)
+
+    async def _store_failed(
+        self,
+        base: Outcome,
+        recipients: Sequence[Recipient],
+        body: bytes,
+        refs: list[str],
+        error: Exception,
+    ) -> None:
+        """Nothing was committed: drop the blobs, tell the sender to retry, note why."""
+        log.error("store failed, answering 451: %s", error)
+        code = reason("store.failed")
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._blobs.delete, refs)
+        outcomes = [
+            replace(
+                base,
+                recipient=r.address,
+                account_id=r.account.id,
+                size=len(body),
+                outcome=OutcomeKind.DEFERRED,
+                reason=code.code,
+                reply=str(code.reply_for()),
+                detail=f"{type(error).__name__}: {error}"[:500],
+            )
+            for r in recipients
+        ]
+        with contextlib.suppress(Exception):  # the store may be what failed
+            await asyncio.to_thread(self._metadata.record_outcomes, outcomes)

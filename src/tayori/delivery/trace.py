@@ -1,0 +1,70 @@
+"""Trace headers we prepend on delivery, and the line-ending normalisation of stored mail."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_QUEUE_ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
+
+
+def new_queue_id() -> str:
+    """Short random id, quoted in the 250 reply and the Received header to trace a message."""
+    return "".join(secrets.choice(_QUEUE_ID_ALPHABET) for _ in range(12))
+
+
+def normalise_line_endings(data: bytes) -> bytes:
+    """Bare LF and bare CR become CRLF (the rule smtplib applies when sending), so stored
+    messages have one line-ending form and POP3/IMAP sizes are exact octet counts."""
+    crlf = data.count(b"\r\n")
+    if crlf == data.count(b"\r") == data.count(b"\n"):
+        return data
+    return _LINE_END.sub(b"\r\n", data)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """How the message reached us, as the Received header reports it."""
+
+    helo: str
+    client_ip: str
+    client_host: str
+    tls_version: str | None
+    tls_cipher: str | None
+    authenticated: bool
+    smtputf8: bool
+    extended: bool
+    queue_id: str
+    time: datetime
+
+
+def protocol_keyword(arrival: Arrival) -> str:
+    """RFC 3848 / RFC 6531 `with` keyword."""
+    if not arrival.extended:
+        return "SMTP"
+    base = "UTF8SMTP" if arrival.smtputf8 else "ESMTP"
+    return base + ("S" if arrival.tls_version else "") + ("A" if arrival.authenticated else "")
+
+
+def _clean(text: str) -> str:
+    """Client-supplied words must not break the header: no line breaks, no parentheses."""
+    return re.sub(r"[\r\n()\\]", "", text)[:255] or "unknown"
+
+
+def trace_headers(arrival: Arrival, hostname: str, sender: str, recipient: str) -> bytes:
+    """Return-Path, Delivered-To and Received for one recipient's copy."""
+    client_host = _clean(arrival.client_host)
+    tls = ""
+    if arrival.tls_version:
+        tls = f"\r\n\t(using {arrival.tls_version} with cipher {arrival.tls_cipher})"
+    received = (
+        f"Received: from {_clean(arrival.helo)} ({client_host} [{arrival.client_ip}])\r\n"
+        f"\tby {hostname} (Tayori) with {protocol_keyword(arrival)} id {arrival.queue_id}"
+        f"{tls}\r\n\tfor <{recipient}>; {format_datetime(arrival.time)}\r\n"
+    )
+    lines = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n{received}"
+    return lines.encode("utf-8", "surrogateescape")

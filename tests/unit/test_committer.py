@@ -1,0 +1,84 @@
+"""Group commit: many waiting appends become one store call; failures stay with their job."""
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from tayori.core.outcome import Direction, Outcome, OutcomeKind
+from tayori.delivery.committer import DeliveryCommitter
+from tayori.storage.records import AppendResult, MessageSummary, NewMessage, SpecialUse
+
+
+class RecordingStore:
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.gate = threading.Event()
+        self.fail_account: int | None = None
+
+    def append_messages(self, items: Sequence[NewMessage]) -> list[AppendResult]:
+        self.gate.wait(5)
+        self.calls.append(len(items))
+        if any(item.account_id == self.fail_account for item in items):
+            raise OSError("disk full")
+        return [AppendResult(True, 1, n + 1) for n, _ in enumerate(items)]
+
+
+def item(account_id: int) -> NewMessage:
+    outcome = Outcome(Direction.INBOUND, "s@x.test", "r@y.test", OutcomeKind.DELIVERED, "delivered")
+    return NewMessage(
+        account_id,
+        SpecialUse.INBOX,
+        "ref",
+        10,
+        datetime.now(UTC),
+        MessageSummary(),
+        outcome,
+        outcome,
+    )
+
+
+def test_waiting_jobs_share_one_commit() -> None:
+    store = RecordingStore()
+    committer = DeliveryCommitter(store)  # type: ignore[arg-type]
+    committer.start()
+
+    async def main() -> list[list[AppendResult]]:
+        first = asyncio.ensure_future(committer.append([item(1)]))
+        await asyncio.sleep(0)  # the thread takes the first job and waits at the gate
+        rest = [asyncio.ensure_future(committer.append([item(2), item(3)])) for _ in range(10)]
+        await asyncio.sleep(0)
+        store.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(main())
+    committer.stop()
+    assert sum(store.calls) == 21
+    assert len(store.calls) <= 3  # the first alone, then the others batched
+    assert all(len(r) == 2 for r in results[1:])
+
+
+def test_a_failing_job_does_not_fail_its_batch_mates() -> None:
+    store = RecordingStore()
+    store.fail_account = 7
+    store.gate.set()
+    committer = DeliveryCommitter(store)  # type: ignore[arg-type]
+    committer.start()
+
+    async def main() -> tuple[object, object]:
+        bad = committer.append([item(7)])
+        good = committer.append([item(1)])
+        return tuple(await asyncio.gather(bad, good, return_exceptions=True))  # type: ignore[return-value]
+
+    bad, good = asyncio.run(main())
+    committer.stop()
+    assert isinstance(bad, OSError)
+    assert isinstance(good, list) and good[0].appended
+
+
+def test_append_before_start_is_an_error() -> None:
+    committer = DeliveryCommitter(RecordingStore())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        asyncio.run(committer.append([item(1)]))
