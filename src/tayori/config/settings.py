@@ -14,11 +14,15 @@ from typing import Any
 MB = 1000 * 1000
 
 
-def setting(default: Any, doc: str, *, factory: bool = False) -> Any:
-    """A documented field. `factory` for mutable defaults (lists)."""
+def setting(default: Any, doc: str, *, factory: bool = False, minimum: int | None = None) -> Any:
+    """A documented field. `factory` for mutable defaults (lists). `minimum` overrides the
+    loader's lower bound for a number (integers: 1, seconds: 0) where 0 has a meaning."""
+    metadata: dict[str, Any] = {"doc": doc}
+    if minimum is not None:
+        metadata["minimum"] = minimum
     if factory:
-        return field(default_factory=default, metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,8 @@ class HostPort:
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
+    """Who this server is and where it keeps its files."""
+
     hostname: str = setting(
         "", "Name announced in SMTP greetings and Received headers. Empty: the machine's FQDN."
     )
@@ -46,6 +52,13 @@ class ServerSettings:
 
 @dataclass(frozen=True, slots=True)
 class ListenSettings:
+    """Addresses to listen on, `host:port` each (IPv6 as `[::1]:port`).
+
+    Without a `[listen]` table every listener takes its development default on 127.0.0.1.
+    With one, only the listeners it names are started: leave a key out, or set it to `""`,
+    to turn that listener off.
+    """
+
     smtp: HostPort | None = setting(
         HostPort("127.0.0.1", 2525),
         "Inbound SMTP (MX) for mail from the Internet. Port 25 in production.",
@@ -75,6 +88,8 @@ class ListenSettings:
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
+    """Certificate for STARTTLS, STLS and the implicit-TLS ports."""
+
     cert: Path | None = setting(
         None, "PEM certificate chain. Empty: `tls/cert.pem` in the data dir if it exists."
     )
@@ -85,16 +100,20 @@ class TlsSettings:
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
+    """Where accounts, mailboxes, messages and outcomes are kept."""
+
     url: str = setting(
         "",
-        "`sqlite:///PATH` (messages as files in the data dir) or `postgresql://USER@HOST/DB` "
-        "(messages in the database, so several nodes share one store). Empty: "
-        "`sqlite:///DATA_DIR/tayori.db`.",
+        "`sqlite:///PATH` (a relative PATH is taken from the data dir; messages as files in "
+        "the data dir) or `postgresql://USER@HOST/DB` (messages in the database, so several "
+        "nodes share one store). Empty: `sqlite:///DATA_DIR/tayori.db`.",
     )
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsSettings:
+    """Sizes, counts and timeouts that protect the service from clients."""
+
     max_message_size: int = setting(
         50 * MB,
         "Largest message accepted, in bytes or with a unit (`50MB`). Announced in EHLO SIZE.",
@@ -117,14 +136,20 @@ class LimitsSettings:
 
 @dataclass(frozen=True, slots=True)
 class DnsSettings:
+    """How Tayori asks DNS (MX lookups, sender checks)."""
+
     nameservers: list[HostPort] = setting(
-        list, "Resolvers to ask, `host:port` each. Empty: the system resolver.", factory=True
+        list,
+        "Resolvers to ask, `host:port` each (port 53 when left out). Empty: the system resolver.",
+        factory=True,
     )
     timeout: float = setting(5.0, "Seconds to wait for one DNS answer before a temporary failure.")
 
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
+    """Password logins: where plain text is allowed and how guessing is slowed."""
+
     allow_plaintext_on_loopback: bool = setting(
         True, "Accept passwords without TLS from 127.0.0.0/8 and ::1 (local tools, tests)."
     )
@@ -135,10 +160,16 @@ class AuthSettings:
         1.0, "Seconds to wait before answering a failed login (slows guessing)."
     )
     max_failures_per_account: int = setting(
-        10, "Failed logins for one account within `failure_window` before it is locked out."
+        10,
+        "Failed logins for one account within `failure_window` before it is locked out. "
+        "0: never lock accounts out.",
+        minimum=0,
     )
     max_failures_per_ip: int = setting(
-        30, "Failed logins from one client address within `failure_window` before it is locked out."
+        30,
+        "Failed logins from one client address within `failure_window` before it is locked "
+        "out. 0: never lock addresses out.",
+        minimum=0,
     )
     failure_window: float = setting(900.0, "Seconds over which failed logins are counted.")
     lockout: float = setting(900.0, "Seconds a locked-out account or address is refused.")

@@ -50,11 +50,12 @@ def parse_address(text: str) -> Address:
     if value.startswith("<") and value.endswith(">"):
         value = value[1:-1]
     local, at, domain = value.rpartition("@")
-    if not at or not local:
+    if not at or not local or not domain:
         raise AddressError(f"{text!r} is not a mail address (expected local@domain)")
     if len(local) > 64:
         raise AddressError(f"{text!r}: the part before @ is longer than 64 characters")
-    if not (local.startswith('"') and local.endswith('"')) and (
+    quoted = len(local) >= 2 and local.startswith('"') and local.endswith('"')
+    if not quoted and (
         not _LOCAL_ATOM.match(local)
         or local.startswith(".")
         or local.endswith(".")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 _UNITS = {
     "": 1,
@@ -20,6 +21,9 @@ _UNITS = {
     "TB": 1000**4,
     "TIB": 1024**4,
 }
+SIZE_EXAMPLES = "1048576, 500KB, 50MB, 1GB or 2GiB"
+"""Accepted forms, quoted by every message that rejects a size."""
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -32,15 +36,19 @@ def parse_size(text: str | int) -> int:
     match = _SIZE.match(text)
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _UNITS:
-        raise ValueError(f"{text!r} is not a size; write e.g. 1048576, 500KB, 50MB, 1GB or 2GiB")
-    return int(float(match.group(1)) * _UNITS[unit])
+        raise ValueError(f"{text!r} is not a size; write e.g. {SIZE_EXAMPLES}")
+    # Decimal, not float: "1.001KB" must be 1001 bytes, not 1000.9999999999999 truncated.
+    return int(Decimal(match.group(1)) * _UNITS[unit])
 
 
 def format_size(size: int) -> str:
     """Short human form with decimal units, as mail programs and providers show quotas."""
+    if size < 1000:
+        return f"{size} B"
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in ("KB", "MB", "GB", "TB"):
         value /= 1000
+        # Step up when rounding to one decimal would print 1000.0 of this unit.
+        if round(value, 1) < 1000 or unit == "TB":
+            return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
