@@ -7,6 +7,8 @@ need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# swaks speaks TLS through Perl's Net::SSLeay (a "recommends" that --no-install-recommends skips).
+perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
     echo "install-test-deps: missing ${need[*]} and cannot install (not root, no sudo)" >&2

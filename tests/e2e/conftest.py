@@ -3,6 +3,8 @@ real TLS, real clients; on SQLite and on a fresh PostgreSQL database per instanc
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tayori.cli import main
 from tayori.servers.tls import write_self_signed
 from tests.conftest import IN_CI, PG_ADMIN_URL, _pg_unavailable_reason
 
@@ -54,6 +57,24 @@ class Instance:
         self.cli("domain", "add", DOMAIN)
 
     def cli(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        """Run an admin command in this process: the same `main` as the `tayori` command,
+        without a Python start-up per call (set-up runs several per test)."""
+        out, err = io.StringIO(), io.StringIO()
+        stdin = sys.stdin
+        sys.stdin = io.StringIO(input or "")
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main([*args, "--config", str(self.config)])
+        finally:
+            sys.stdin = stdin
+        if check and code != 0:
+            raise AssertionError(
+                f"tayori {' '.join(args)} failed: {err.getvalue()}{out.getvalue()}"
+            )
+        return out.getvalue() + err.getvalue()
+
+    def run_command(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        """The installed command in a subprocess, as an admin runs it."""
         result = subprocess.run(
             [sys.executable, "-m", "tayori", *args, "--config", str(self.config)],
             input=input,

@@ -7,8 +7,12 @@ import re
 import ssl
 from pathlib import Path
 
+# Our Received header always ends with its `for <recipient>; date` line, so the end of the
+# trace is found there and not by unfolding (a message may itself start with white space).
 TRACE = re.compile(
-    rb"\AReturn-Path: [^\r\n]*\r\nDelivered-To: [^\r\n]*\r\nReceived: .*?\r\n(?![ \t])", re.S
+    rb"\AReturn-Path: [^\r\n]*\r\nDelivered-To: [^\r\n]*\r\n"
+    rb"Received: .*?\r\n\tfor <[^\r\n>]*>; [^\r\n]*\r\n",
+    re.S,
 )
 
 

@@ -21,7 +21,8 @@ ACKS_BEFORE_KILL = 150
 def body(client: int, n: int) -> bytes:
     token = f"c{client}-m{n}"
     filler = (f"line of message {token} " * 3 + "\r\n") * 40
-    return f"From: s@remote.test\r\nMessage-ID: <{token}@remote.test>\r\nSubject: {token}\r\n\r\n{filler}".encode()
+    headers = f"From: s@remote.test\r\nMessage-ID: <{token}@remote.test>\r\nSubject: {token}\r\n"
+    return f"{headers}\r\n{filler}".encode()
 
 
 def test_kill_during_delivery_loses_nothing_acknowledged(instance: Instance) -> None:

@@ -78,3 +78,4 @@ def test_summary_decodes_and_never_raises() -> None:
     broken = summarise(b"Subject: \xff\xfe raw =?bogus?Q?x?=\r\n\r\n")
     assert "raw" in broken.subject
     assert summarise(b"").subject == ""
+    assert summarise(b"Subject: a\x00b\x07c\r\n\r\n").subject == "a\ufffdb\ufffdc"

@@ -7,6 +7,7 @@ undecodable text is kept with replacement characters rather than failing deliver
 
 from __future__ import annotations
 
+import re
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -14,6 +15,7 @@ from email.policy import compat32
 from tayori.storage.records import MessageSummary
 
 _MAX_FIELD = 998
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def header_block(raw: bytes) -> bytes:
@@ -28,6 +30,9 @@ def decode_value(value: str) -> str:
     except (ValueError, LookupError, UnicodeError, AssertionError):
         text = value
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    # Control characters (NUL included, which PostgreSQL text cannot hold) are never
+    # meant to be shown: they become U+FFFD like any other undecodable byte.
+    text = _CONTROLS.sub("\ufffd", text)
     return " ".join(text.split())[:_MAX_FIELD]
 
 
