@@ -127,9 +127,10 @@ def test_swaks_with_starttls_then_fetchmail(instance: Instance, tmp_path: Path) 
     out_dir = tmp_path / "fetched"
     out_dir.mkdir()
     rc = tmp_path / "fetchmailrc"
+    password = instance.passwords["bob@example.test"]
     rc.write_text(
         f"poll 127.0.0.1 with proto POP3 port {instance.ports['pop3']}\n"
-        f"  user 'bob@example.test' there with password '{instance.passwords['bob@example.test']}'\n"
+        f"  user 'bob@example.test' there with password '{password}'\n"
         f"  sslproto TLS1.2+ sslcertck sslcertfile {instance.cert}\n"
         "  sslcommonname mx.example.test\n"
     )

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -208,6 +208,11 @@ def _refusals(
     return [(account.id, skipped, False) for account in full]
 
 
+def _write_line(transport: asyncio.BaseTransport, line: str) -> None:
+    """uvloop's transports write but do not subclass asyncio.WriteTransport."""
+    cast(asyncio.WriteTransport, transport).write(f"{line}\r\n".encode())
+
+
 def _peer_ip(session: Session) -> str:
     peer = session.peer
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
@@ -247,8 +252,7 @@ class InboundSmtp(SMTP):
             if self._connections.shutting_down or not self._limiter.acquire(ip):
                 self._refused = True
                 message = SHUTTING_DOWN if self._connections.shutting_down else TOO_MANY
-                if isinstance(transport, asyncio.WriteTransport):
-                    transport.write(f"{message}\r\n".encode())
+                _write_line(transport, message)
                 transport.close()
                 return
             self._counted_ip = ip
@@ -349,8 +353,8 @@ class InboundSmtpServer:
             server.close()
         for session in list(self._connections.live):
             transport = session.transport
-            if not session.busy and isinstance(transport, asyncio.WriteTransport):
-                transport.write(f"{SHUTTING_DOWN}\r\n".encode())
+            if not session.busy and transport is not None:
+                _write_line(transport, SHUTTING_DOWN)
                 transport.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
