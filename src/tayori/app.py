@@ -158,6 +158,8 @@ def serve(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-line chatter
+    # aiosmtpd's per-command chatter and alembic's schema check are not news to an admin.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     _install_uvloop()
     return asyncio.run(_run(settings))

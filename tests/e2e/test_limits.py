@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import smtplib
 import socket
 
@@ -124,3 +125,49 @@ def test_sigterm_tempfails_idle_sessions_and_exits_cleanly(instance: Instance) -
     assert code == 421
     assert b"4.3.2" in text
     client.close()
+
+
+def test_sigterm_lets_a_message_in_flight_finish(instance: Instance) -> None:
+    """A session mid-DATA at SIGTERM is finished (250, then 421), not cut off."""
+    with socket.create_connection(("127.0.0.1", instance.ports["smtp"]), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"HELO client.remote.test\r\n")
+        assert reader.readline().startswith(b"250 ")
+        sock.sendall(b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        assert reader.readline().startswith(b"250")
+        assert reader.readline().startswith(b"250")
+        assert reader.readline().startswith(b"354")
+        sock.sendall(b"Subject: in flight\r\n\r\nfirst half\r\n")
+        assert instance.process is not None
+        instance.process.send_signal(signal.SIGTERM)
+        # The server says it is stopping once it has started to (stdout), then we finish.
+        assert instance.process.stdout is not None
+        while "stopping" not in instance.process.stdout.readline():
+            pass
+        sock.sendall(b"second half\r\n.\r\n")
+        assert reader.readline().startswith(b"250 2.0.0 Ok: queued as ")
+        assert reader.readline().startswith(b"421 4.3.2 ")
+    assert instance.process.wait(60) == 0
+    instance.process = None
+    instance.start()
+    [stored] = pop3_download(
+        instance.ports["pop3"], "alice@example.test", instance.passwords["alice@example.test"]
+    )
+    assert stored.endswith(b"Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n")
+
+
+def test_connections_per_ip_are_limited(make_instance: object) -> None:
+    instance: Instance = make_instance("[limits]\nmax_connections_per_ip = 3\n")  # type: ignore[operator]
+    instance.start()
+    open_sessions = [
+        smtplib.SMTP("127.0.0.1", instance.ports["smtp"], timeout=30) for _ in range(3)
+    ]
+    with socket.create_connection(("127.0.0.1", instance.ports["smtp"]), timeout=30) as sock:
+        assert sock.makefile("rb").readline().startswith(b"421 4.7.0 Too many connections")
+    open_sessions.pop().quit()
+    with smtplib.SMTP("127.0.0.1", instance.ports["smtp"], timeout=30) as again:
+        assert again.noop()[0] == 250
+    for session in open_sessions:
+        session.quit()
+    assert instance.stop() == 0
