@@ -1,0 +1,210 @@
+"""Blob stores: message bytes as files (SQLite mode) or as chunk rows (PostgreSQL mode).
+
+Both are written durably before the metadata that refers to them is committed, so a crash
+can leave an orphan blob but never a message without its bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from tayori.core.errors import NotFoundError, StoreUnavailableError
+from tayori.core.outcome import utcnow
+from tayori.storage.engine import read_connection, write_transaction
+from tayori.storage.schema import blob_chunks, blobs
+
+CHUNK_SIZE = 256 * 1024
+"""Bytes per database row: big enough to keep row overhead small, small enough that a
+reader holds only one at a time."""
+
+_REF = re.compile(r"^[0-9a-f]{32}$")
+_TEMP_PREFIX = ".tmp-"
+_DELETE_BATCH = 500
+
+
+def _new_ref() -> str:
+    return uuid.uuid4().hex
+
+
+class FileBlobStore:
+    """One file per blob under `root/ab/cd/<ref>`; the two levels keep directories small."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _path(self, ref: str) -> Path | None:
+        # Refs are ours (hex); anything else must not become a path outside the root.
+        if not _REF.match(ref):
+            return None
+        return self._root / ref[:2] / ref[2:4] / ref
+
+    def put(self, chunks: Iterable[bytes]) -> str:
+        ref = _new_ref()
+        path = self._path(ref)
+        assert path is not None
+        with _io_errors(path.parent):
+            _make_dirs(path.parent)
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                for chunk in chunks:
+                    with _io_errors(path):
+                        file.write(chunk)
+                with _io_errors(path):
+                    file.flush()
+                    os.fsync(file.fileno())
+            with _io_errors(path):
+                Path(temp).replace(path)
+                # The rename is durable only once the directory entry is on disk.
+                _fsync_dir(path.parent)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                Path(temp).unlink()
+            raise
+        return ref
+
+    def open(self, ref: str) -> BinaryIO:
+        path = self._path(ref)
+        try:
+            if path is None:
+                raise FileNotFoundError(ref)
+            return path.open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"message blob {ref} does not exist") from None
+
+    def delete(self, refs: Iterable[str]) -> None:
+        for ref in refs:
+            path = self._path(ref)
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+def _make_dirs(directory: Path) -> None:
+    if directory.is_dir():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    # New directory entries need their parents fsynced to survive a crash.
+    _fsync_dir(directory.parent)
+    _fsync_dir(directory.parent.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _io_errors(path: Path) -> Iterator[None]:
+    """A failing disk (full, read-only, gone) is a temporary failure, answered with 4xx."""
+    try:
+        yield
+    except OSError as error:
+        raise StoreUnavailableError(
+            f"cannot write message file under {path}: {error.strerror or error}"
+        ) from error
+
+
+class SqlBlobStore:
+    """Blobs as rows of `blob_chunks`, so that every node sharing the database sees them.
+
+    The engine belongs to the caller (it is shared with the metadata store).
+    """
+
+    def __init__(self, engine: Engine, *, chunk_size: int = CHUNK_SIZE) -> None:
+        self._engine = engine
+        self._chunk_size = chunk_size
+
+    def put(self, chunks: Iterable[bytes]) -> str:
+        ref = _new_ref()
+        with write_transaction(self._engine) as conn:
+            conn.execute(insert(blobs).values(id=ref, size=0, chunks=0, created=utcnow()))
+            count = size = 0
+            for piece in _rechunk(chunks, self._chunk_size):
+                conn.execute(insert(blob_chunks).values(blob_id=ref, seq=count, data=piece))
+                count += 1
+                size += len(piece)
+            conn.execute(update(blobs).where(blobs.c.id == ref).values(size=size, chunks=count))
+        return ref
+
+    def open(self, ref: str) -> BinaryIO:
+        with read_connection(self._engine) as conn:
+            count = conn.scalar(select(blobs.c.chunks).where(blobs.c.id == ref))
+        if count is None:
+            raise NotFoundError(f"message blob {ref} does not exist")
+        raw = _ChunkReader(self._engine, ref, int(count))
+        return io.BufferedReader(raw, buffer_size=self._chunk_size)
+
+    def delete(self, refs: Iterable[str]) -> None:
+        pending = list(dict.fromkeys(refs))
+        for start in range(0, len(pending), _DELETE_BATCH):
+            batch = pending[start : start + _DELETE_BATCH]
+            with write_transaction(self._engine) as conn:
+                conn.execute(delete(blobs).where(blobs.c.id.in_(batch)))
+
+
+def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Equal pieces of `size` bytes (the last may be shorter), whatever the input pieces."""
+    pending = bytearray()
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            take = size - len(pending)
+            pending += view[:take]
+            view = view[take:]
+            if len(pending) == size:
+                yield bytes(pending)
+                pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
+class _ChunkReader(io.RawIOBase):
+    """Fetches one chunk row at a time, each with a short read, so that memory stays flat
+    and no connection is held between reads."""
+
+    def __init__(self, engine: Engine, ref: str, count: int) -> None:
+        super().__init__()
+        self._engine = engine
+        self._ref = ref
+        self._count = count
+        self._next = 0
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._current:
+            if self._next >= self._count:
+                return 0
+            self._current = memoryview(self._fetch(self._next))
+            self._next += 1
+        target = memoryview(buffer).cast("B")
+        n = min(len(target), len(self._current))
+        target[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+    def _fetch(self, seq: int) -> bytes:
+        with read_connection(self._engine) as conn:
+            data = conn.scalar(
+                select(blob_chunks.c.data).where(
+                    blob_chunks.c.blob_id == self._ref, blob_chunks.c.seq == seq
+                )
+            )
+        if data is None:
+            raise NotFoundError(f"message blob {self._ref} was deleted while being read")
+        return bytes(data)

@@ -1,0 +1,1 @@
+"""Alembic migrations, run from code (`tayori.storage.factory.migrate`); no alembic.ini."""

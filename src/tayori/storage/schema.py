@@ -1,0 +1,291 @@
+"""The one SQL schema shared by SQLite and PostgreSQL; migrations must reproduce it exactly.
+
+Every table exists on both dialects, so a PostgreSQL-mode feature (blobs in the database)
+can be tested on SQLite too and a migration never branches on the dialect.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Lengths of indexed text columns. Values are cut to these in code, so that a hostile
+# Message-ID cannot overflow a PostgreSQL b-tree entry and both dialects store the same text.
+ADDRESS_LEN = 320
+INDEXED_TEXT_LEN = 512
+BLOB_REF_LEN = 64
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, whatever the dialect.
+
+    SQLite has no time zones: it stores the wall-clock text and returns naive values, so
+    everything is converted to UTC first (which also keeps its text ordering chronological).
+    Naive input is refused because guessing its zone is how timestamps silently shift.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"timestamp {value.isoformat()} has no time zone; pass an aware one")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _big_id() -> BigInteger:
+    # SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY.
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+# Tables with `sqlite_autoincrement`: SQLite then never reuses an id after a delete (as
+# PostgreSQL sequences never do), so a stale id held by a session or kept in outcome history
+# cannot hit a new row.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(253), nullable=False, unique=True),
+    Column("created", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address", String(ADDRESS_LEN), nullable=False, unique=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("domains.id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    Column("password_hash", Text, nullable=False),
+    Column("quota_bytes", BigInteger, nullable=False),
+    Column("used_bytes", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address", String(ADDRESS_LEN), nullable=False, unique=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("domains.id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# The namespace of deliverable addresses. One row per address, pointing at exactly one
+# account or one alias: the primary key is what makes "an address is an account address or
+# an alias, never both" hold even for two nodes racing on PostgreSQL.
+addresses = Table(
+    "addresses",
+    metadata,
+    Column("address", String(ADDRESS_LEN), primary_key=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("domains.id", ondelete="RESTRICT"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    Column(
+        "alias_id",
+        Integer,
+        ForeignKey("aliases.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    CheckConstraint("(account_id IS NULL) <> (alias_id IS NULL)", name="one_owner"),
+)
+
+alias_targets = Table(
+    "alias_targets",
+    metadata,
+    Column(
+        "alias_id",
+        Integer,
+        ForeignKey("aliases.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(255), nullable=False),
+    Column("special_use", String(16), nullable=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),
+    Column("highestmodseq", BigInteger, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    UniqueConstraint("account_id", "name"),
+    UniqueConstraint("account_id", "special_use"),
+    sqlite_autoincrement=True,
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", _big_id(), primary_key=True),
+    Column(
+        "mailbox_id",
+        Integer,
+        ForeignKey("mailboxes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    # Space-separated, sorted: flags are read with the message and never queried alone.
+    Column("flags", Text, nullable=False),
+    Column("internal_date", UtcDateTime, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # Indexed so that an expunge can tell whether another message still shares the blob.
+    Column("blob_ref", String(BLOB_REF_LEN), nullable=False, index=True),
+    Column("hdr_from", Text, nullable=False),
+    Column("hdr_to", Text, nullable=False),
+    Column("hdr_subject", Text, nullable=False),
+    Column("hdr_message_id", Text, nullable=False),
+    Column("hdr_date", Text, nullable=False),
+    # Also the index for listing a mailbox in UID order.
+    UniqueConstraint("mailbox_id", "uid"),
+    sqlite_autoincrement=True,
+)
+
+# No foreign key to accounts: history outlives the account it was about.
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", _big_id(), primary_key=True),
+    Column("time", UtcDateTime, nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("account_id", Integer, nullable=True),
+    Column("sender", String(INDEXED_TEXT_LEN), nullable=False, index=True),
+    Column("recipient", String(INDEXED_TEXT_LEN), nullable=False, index=True),
+    Column("message_id", String(INDEXED_TEXT_LEN), nullable=False, index=True),
+    Column("subject", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("remote_ip", String(64), nullable=False),
+    Column("remote_host", String(255), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+# Newest first, with id as the tie-break list_outcomes orders by, so "the last 100" is an
+# index range read with no sort step.
+Index(
+    "ix_outcomes_account_time",
+    outcomes.c.account_id,
+    outcomes.c.time.desc(),
+    outcomes.c.id.desc(),
+)
+Index("ix_outcomes_time", outcomes.c.time.desc(), outcomes.c.id.desc())
+
+maildrop_locks = Table(
+    "maildrop_locks",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("holder", String(255), nullable=False),
+    Column("until", UtcDateTime, nullable=False),
+)
+
+# Message bytes in PostgreSQL mode. Chunked so that reading streams a row at a time.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("id", String(BLOB_REF_LEN), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+)
+
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column(
+        "blob_id",
+        String(BLOB_REF_LEN),
+        ForeignKey("blobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
