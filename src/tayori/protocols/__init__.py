@@ -1,0 +1,1 @@
+"""Sans-I/O protocol parsers and state machines: bytes in, typed actions out, no sockets."""
