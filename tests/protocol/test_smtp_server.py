@@ -1,0 +1,176 @@
+"""The inbound SMTP server in-process on loopback, over the real SQLite store, with faults
+injected at the storage edge: a failed store answers 451 and leaves nothing half-stored."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import smtplib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tayori.auth.passwords import hash_password
+from tayori.config.settings import LimitsSettings
+from tayori.core.errors import StoreUnavailableError
+from tayori.delivery.committer import DeliveryCommitter
+from tayori.delivery.local import LocalDelivery
+from tayori.servers.limits import ConnectionLimiter
+from tayori.servers.smtp_inbound import InboundHandler, InboundSmtpServer
+from tayori.storage.factory import Stores, migrate, open_stores
+from tayori.storage.records import AppendResult, NewMessage, SpecialUse
+
+MESSAGE = b"From: s@remote.test\r\nSubject: fault test\r\n\r\nbody\r\n"
+
+
+class FailingBlobs:
+    """Wraps the real blob store; `full` makes writes fail as a full disk does."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.full = False
+
+    def put(self, chunks: Iterable[bytes]) -> str:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.inner.put(chunks)  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+class FailingMetadata:
+    """Wraps the real metadata store; `down` makes the commit fail as a lost database does."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.down = False
+
+    def append_messages(self, items: Sequence[NewMessage]) -> list[AppendResult]:
+        if self.down:
+            raise StoreUnavailableError("database unavailable")
+        return self.inner.append_messages(items)  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class Running:
+    port: int
+    stores: Stores
+    blobs: FailingBlobs
+    metadata: FailingMetadata
+    blob_root: Path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Running]:
+    migrate("", tmp_path)
+    stores = open_stores("", tmp_path)
+    stores.metadata.add_domain("example.test")
+    stores.metadata.add_account("alice@example.test", hash_password("pw"), 0)
+    blobs = FailingBlobs(stores.blobs)
+    metadata = FailingMetadata(stores.metadata)
+    loop = asyncio.new_event_loop()
+    committer = DeliveryCommitter(metadata)  # type: ignore[arg-type]
+    committer.start()
+    delivery = LocalDelivery(metadata, blobs, committer, "mx.example.test")  # type: ignore[arg-type]
+    limits = LimitsSettings()
+    smtp = InboundSmtpServer(
+        InboundHandler(metadata, delivery, limits),  # type: ignore[arg-type]
+        hostname="mx.example.test",
+        limits=limits,
+        ssl_context=None,
+        limiter=ConnectionLimiter(100, 100),
+    )
+    started = threading.Event()
+    ports: list[int] = []
+
+    async def main() -> None:
+        listener = await smtp.start("127.0.0.1", 0)
+        ports.append(listener.sockets[0].getsockname()[1])
+        started.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(main(), loop).result(10)
+    assert started.wait(10)
+    yield Running(ports[0], stores, blobs, metadata, tmp_path / "messages")
+    asyncio.run_coroutine_threadsafe(smtp.close(grace=1), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+    committer.stop()
+    stores.close()
+
+
+def inbox(running: Running) -> list[object]:
+    account = running.stores.metadata.get_account("alice@example.test")
+    assert account is not None
+    box = running.stores.metadata.get_mailbox(account.id, SpecialUse.INBOX)
+    return list(running.stores.metadata.list_messages(box.id))
+
+
+def blob_files(running: Running) -> list[Path]:
+    return [p for p in running.blob_root.rglob("*") if p.is_file()]
+
+
+def send(port: int) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("s@remote.test", ["alice@example.test"], MESSAGE)
+
+
+def test_disk_full_answers_451_and_stores_nothing(server: Running) -> None:
+    server.blobs.full = True
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(server.port)
+    assert refused.value.smtp_code == 451
+    assert (
+        refused.value.smtp_error == b"4.3.0 Temporary failure storing the message, try again later"
+    )
+    assert inbox(server) == []
+    assert blob_files(server) == []
+    [outcome] = server.stores.metadata.list_outcomes()
+    assert (outcome.outcome.outcome, outcome.outcome.reason) == ("deferred", "store.failed")
+    assert "No space left" in outcome.outcome.detail
+    server.blobs.full = False
+    send(server.port)  # the sender's retry succeeds
+    assert len(inbox(server)) == 1
+
+
+def test_database_down_at_commit_answers_451_and_removes_the_blob(server: Running) -> None:
+    server.metadata.down = True
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(server.port)
+    assert refused.value.smtp_code == 451
+    assert inbox(server) == []
+    assert blob_files(server) == []  # written durably first, then removed again
+
+
+def test_pipelined_transaction(server: Running) -> None:
+    """A client that sends MAIL, RCPT and DATA in one packet gets three answers in order."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO c.remote.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.sendall(
+            b"MAIL FROM:<s@remote.test> SIZE=50\r\nRCPT TO:<alice@example.test>\r\n"
+            b"RCPT TO:<nobody@example.test>\r\nDATA\r\n"
+        )
+        replies = [reader.readline() for _ in range(4)]
+        assert replies[0].startswith(b"250 2.1.0")
+        assert replies[1].startswith(b"250 2.1.5")
+        assert replies[2].startswith(b"550 5.1.1")
+        assert replies[3].startswith(b"354")
+        sock.sendall(MESSAGE + b".\r\nQUIT\r\n")
+        assert reader.readline().startswith(b"250 2.0.0 Ok: queued as")
+        assert reader.readline().startswith(b"221 2.0.0")
+    assert len(inbox(server)) == 1
