@@ -31,6 +31,10 @@ log = logging.getLogger("tayori")
 
 SHUTDOWN_GRACE = 30.0
 
+# Listeners the configuration knows that later versions serve; said so at start-up, never
+# silently skipped.
+NOT_YET = ("submission", "submissions", "imap", "imaps", "http")
+
 
 @dataclass
 class Service:
@@ -143,6 +147,9 @@ async def _run(settings: Settings) -> int:
     print(f"Tayori serving {settings.server.hostname} (data in {settings.server.data_dir})")
     for role, address in service.listening:
         print(f"  {role:<12} {address}")
+    for role in NOT_YET:
+        if getattr(settings.listen, role) is not None:
+            print(f"  {role:<12} configured, but not part of this version yet")
     print("ready", flush=True)
     await stop.wait()
     print("stopping: finishing messages in flight", flush=True)
