@@ -24,8 +24,8 @@ test-deps:
 	bash scripts/install-test-deps.sh
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 
 typecheck: install
 	$(BIN)/mypy

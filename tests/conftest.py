@@ -7,6 +7,7 @@ server they skip with a clear message, except under CI=true, where a missing ser
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -31,9 +32,10 @@ def _pg_unavailable_reason() -> str | None:
         return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {error}"
 
 
-@pytest.fixture(scope="session")
-def pg_server_url() -> Iterator[str]:
-    """SQLAlchemy URL of a database created for this test session, dropped afterwards."""
+@contextlib.contextmanager
+def temporary_pg_database(prefix: str) -> Iterator[str]:
+    """A new empty database on the test server (libpq URL), dropped afterwards; skips (or,
+    under CI=true, fails) when the server is not reachable."""
     reason = _pg_unavailable_reason()
     if reason is not None:
         if IN_CI:
@@ -41,15 +43,21 @@ def pg_server_url() -> Iterator[str]:
         pytest.skip(reason)
     import psycopg
 
-    name = f"tayori_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """SQLAlchemy URL of a database created for this test session, dropped afterwards."""
+    with temporary_pg_database("tayori_test") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 
 from tayori.cli import main
 from tayori.servers.tls import write_self_signed
-from tests.conftest import IN_CI, PG_ADMIN_URL, _pg_unavailable_reason
+from tests.conftest import temporary_pg_database
 
 ROLES = ("smtp", "pop3", "pop3s")
 DOMAIN = "example.test"
@@ -148,31 +148,14 @@ class Instance:
         return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def fresh_pg_url() -> Iterator[str]:
-    reason = _pg_unavailable_reason()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"CI=true requires PostgreSQL: {reason}")
-        pytest.skip(reason)
-    import psycopg
-
-    name = f"tayori_e2e_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """A storage URL for a new, empty instance on each back end."""
     if request.param == "sqlite":
         yield ""
     else:
-        yield from fresh_pg_url()
+        with temporary_pg_database("tayori_e2e") as url:
+            yield url
 
 
 @pytest.fixture

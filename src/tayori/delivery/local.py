@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
@@ -28,7 +28,7 @@ from tayori.delivery.summary import summarise
 from tayori.delivery.trace import Arrival, normalise_line_endings, trace_headers
 from tayori.pipeline.recipients import over_quota, quota_detail
 from tayori.storage.interfaces import BlobStore, MetadataStore
-from tayori.storage.records import Account, MessageSummary, NewMessage, SpecialUse
+from tayori.storage.records import Account, NewMessage, SpecialUse
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class LocalDelivery:
             remote_host=arrival.client_host,
         )
         if len(full) == len(recipients):
-            return await self._refuse_over_quota(base, recipients, accounts, body, summary)
+            return await self._refuse_over_quota(base, recipients, accounts, body)
 
         copies = [
             trace_headers(arrival, self._hostname, sender, r.account.address) + body
@@ -149,26 +149,16 @@ class LocalDelivery:
         recipients: Sequence[Recipient],
         accounts: dict[int, Account],
         body: bytes,
-        summary: MessageSummary,
     ) -> DeliveryResult:
-        code = reason("rcpt.over_quota")
-        reply = code.reply_for(address=recipients[0].address)
-        outcomes = [
-            replace(
-                base,
-                recipient=r.address,
-                account_id=r.account.id,
-                size=len(body),
-                outcome=OutcomeKind.REJECTED,
-                reason=code.code,
-                reply=str(code.reply_for(address=r.address)),
-                detail=quota_detail(accounts[r.account.id], len(body)),
-            )
-            for r in recipients
-        ]
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self._metadata.record_outcomes, outcomes)
-        return DeliveryResult(reply, 0)
+        await self._record_failures(
+            base,
+            recipients,
+            len(body),
+            OutcomeKind.REJECTED,
+            "rcpt.over_quota",
+            lambda r: quota_detail(accounts[r.account.id], len(body)),
+        )
+        return DeliveryResult(reason("rcpt.over_quota").reply_for(address=recipients[0].address), 0)
 
     async def _store_failed(
         self,
@@ -180,21 +170,37 @@ class LocalDelivery:
     ) -> None:
         """Nothing was committed: drop the blobs, tell the sender to retry, note why."""
         log.error("store failed, answering 451: %s", error)
-        code = reason("store.failed")
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._blobs.delete, refs)
+        detail = f"{type(error).__name__}: {error}"[:500]
+        await self._record_failures(
+            base, recipients, len(body), OutcomeKind.DEFERRED, "store.failed", lambda _: detail
+        )
+
+    async def _record_failures(
+        self,
+        base: Outcome,
+        recipients: Sequence[Recipient],
+        size: int,
+        kind: OutcomeKind,
+        code: str,
+        detail: Callable[[Recipient], str],
+    ) -> None:
+        """One outcome per recipient for a message that was not stored. Best effort: when
+        the store itself is what failed, the sender's retry still brings the message."""
+        entry = reason(code)
         outcomes = [
             replace(
                 base,
                 recipient=r.address,
                 account_id=r.account.id,
-                size=len(body),
-                outcome=OutcomeKind.DEFERRED,
-                reason=code.code,
-                reply=str(code.reply_for()),
-                detail=f"{type(error).__name__}: {error}"[:500],
+                size=size,
+                outcome=kind,
+                reason=code,
+                reply=str(entry.reply_for(address=r.address)),
+                detail=detail(r),
             )
             for r in recipients
         ]
-        with contextlib.suppress(Exception):  # the store may be what failed
+        with contextlib.suppress(Exception):
             await asyncio.to_thread(self._metadata.record_outcomes, outcomes)

@@ -29,16 +29,14 @@ def over_quota(account: Account, incoming: int) -> bool:
 
 
 def decide_recipient(
-    address: str, lookup: RecipientLookup, *, authenticated: bool, declared_size: int
+    address: str, lookup: RecipientLookup, *, declared_size: int
 ) -> RecipientDecision:
     """Unknown user, relay attempt, full mailbox, or the accounts to deliver to.
 
     An alias with several members is refused for quota only when every member is full:
     the others still want the message, and the full members are skipped (and recorded).
     """
-    if not lookup.hosted:
-        if authenticated:
-            raise NotImplementedError("relaying for authenticated clients is the submission role")
+    if not lookup.hosted:  # the MX role never relays; sending out is the submission role
         return RecipientDecision((), (), Verdict.reject("relay.denied", address=address))
     active = tuple(a for a in lookup.accounts if a.status is AccountStatus.ACTIVE)
     if not active:

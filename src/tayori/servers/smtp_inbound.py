@@ -116,9 +116,7 @@ class InboundHandler:
         except AddressError:
             return "501 5.1.3 Bad recipient address syntax"
         lookup = await asyncio.to_thread(self._metadata.lookup_recipient, canonical)
-        decision = decide_recipient(
-            address, lookup, authenticated=False, declared_size=envelope.declared_size
-        )
+        decision = decide_recipient(address, lookup, declared_size=envelope.declared_size)
         refused = [
             self._refusal_outcome(session, envelope, address, verdict, account_id, told)
             for account_id, verdict, told in _refusals(decision.refusal, decision.full, address)
