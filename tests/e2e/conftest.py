@@ -98,13 +98,14 @@ class Instance:
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tayori", "serve", "--config", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=(self.root / "serve.log").open("a"),
-            text=True,
-            env=env,
-        )
+        with (self.root / "serve.log").open("a") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tayori", "serve", "--config", str(self.config)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=env,
+            )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -125,6 +126,11 @@ class Instance:
         """SIGTERM and wait: the graceful path."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        """Wait for the process to exit (after a signal sent elsewhere); its exit status."""
+        assert self.process is not None
         code = self.process.wait(timeout)
         assert self.process.stdout is not None
         self.output += self.process.stdout.readlines()
