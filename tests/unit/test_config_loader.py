@@ -444,3 +444,35 @@ def test_parse_hostport(text: str, expected: HostPort) -> None:
 )
 def test_parse_hostport_default_port(text: str, expected: HostPort) -> None:
     assert parse_hostport(text, default_port=53) == expected
+
+
+def test_nested_tables_lists_and_transport_map(source: Path) -> None:
+    data = tomllib.loads(
+        "[submission]\nmessages_per_hour = 5\n"
+        '[submission.dnsbl]\nzones = ["bl.example.test"]\n'
+        '[outbound]\ntransport = { "*" = "127.0.0.1:2626", "Example.ORG" = "[::1]:25" }\n'
+    )
+    settings = settings_from_mapping(data, source)
+    assert settings.submission.messages_per_hour == 5
+    assert settings.submission.dnsbl.zones == ["bl.example.test"]
+    assert settings.outbound.transport == {
+        "*": HostPort("127.0.0.1", 2626),
+        "example.org": HostPort("::1", 25),
+    }
+
+
+def test_nested_table_problems_are_named_by_dotted_key(source: Path) -> None:
+    assert problems_of(
+        {
+            "submission": {"dnsbl": {"zonez": ["x"]}},
+            "outbound": {"transport": {"bad host": "x", "ok.example": 25}},
+        },
+        source,
+    ) == [
+        'submission.dnsbl.zonez = ["x"]: unknown key; did you mean submission.dnsbl.zones?',
+        "outbound.transport.bad host = \"x\": 'bad host' is neither an IP address nor a host name",
+        'outbound.transport.ok.example = 25: must be a string "host:port"',
+    ]
+    assert problems_of({"submission": {"dnsbl": "zen"}}, source) == [
+        'submission.dnsbl = "zen": must be a table: write [submission.dnsbl]'
+    ]

@@ -75,22 +75,46 @@ class Kind(StrEnum):
     OPTIONAL_PATH = "path or empty"
     LISTENER = "host:port or empty"
     HOSTPORT_LIST = "list of host:port"
+    STRING_LIST = "list of strings"
+    HOSTPORT_MAP = "table of host:port"
+    TABLE = "table"
+
+
+def _is_table(annotation: Any) -> bool:
+    return isinstance(annotation, type) and is_dataclass(annotation)
+
+
+def nested_tables(cls: type[Any]) -> list[tuple[str, type[Any]]]:
+    """Fields of a section that are tables of their own (`[submission.dnsbl]`)."""
+    hints = get_type_hints(cls)
+    return [(item.name, hints[item.name]) for item in fields(cls) if _is_table(hints[item.name])]
+
+
+def top_sections() -> list[tuple[str, type[Any]]]:
+    """The top-level `[section]` tables: every field of `Settings` whose type is a dataclass."""
+    return nested_tables(Settings)
 
 
 def sections() -> list[tuple[str, type[Any]]]:
-    """The `[section]` tables: every field of `Settings` whose type is a dataclass."""
-    hints = get_type_hints(Settings)
-    return [
-        (item.name, hints[item.name])
-        for item in fields(Settings)
-        if isinstance(hints[item.name], type) and is_dataclass(hints[item.name])
-    ]
+    """Every table with its dotted name, each parent before its children (docs, templates)."""
+
+    def walk(prefix: str, cls: type[Any]) -> list[tuple[str, type[Any]]]:
+        found = [(prefix, cls)]
+        for name, child in nested_tables(cls):
+            found += walk(f"{prefix}.{name}", child)
+        return found
+
+    return [entry for name, cls in top_sections() for entry in walk(name, cls)]
 
 
 def section_fields(cls: type[Any]) -> list[tuple[Field[Any], Kind]]:
-    """The keys of one section with how each is read."""
+    """The keys of one section with how each is read (nested tables are not keys)."""
     hints = get_type_hints(cls)
-    return [(item, field_kind(item.name, hints[item.name])) for item in fields(cls)]
+    return [
+        (item, field_kind(item.name, hints[item.name]))
+        for item in fields(cls)
+        if not _is_table(hints[item.name])
+    ]
 
 
 def field_kind(name: str, annotation: Any) -> Kind:
@@ -113,6 +137,10 @@ def field_kind(name: str, annotation: Any) -> Kind:
         return Kind.OPTIONAL_PATH
     if origin is list and args == {HostPort}:
         return Kind.HOSTPORT_LIST
+    if origin is list and args == {str}:
+        return Kind.STRING_LIST
+    if origin is dict and get_args(annotation) == (str, HostPort):
+        return Kind.HOSTPORT_MAP
     raise TypeError(f"setting {name}: the loader cannot read values of type {annotation!r}")
 
 
@@ -287,6 +315,14 @@ def _convert(kind: Kind, name: str, raw: Any, minimum: int | None = None) -> Any
         if seconds < 0:
             raise _BadValueError("cannot be negative")
         return seconds
+    if kind is Kind.STRING_LIST:
+        if not isinstance(raw, list) or not all(isinstance(i, str) and i for i in raw):
+            raise _BadValueError('must be a list of strings, e.g. ["one.example", "two.example"]')
+        return raw
+    if kind is Kind.HOSTPORT_MAP:
+        if not isinstance(raw, Mapping):
+            raise _BadValueError('must be a table, e.g. { "example.org" = "relay.example.net:25" }')
+        return raw  # entries are checked one by one by the caller, to name each bad one
     if not isinstance(raw, str) and kind is not Kind.HOSTPORT_LIST:
         raise _BadValueError('must be a string in quotes, e.g. "value"')
     if kind is Kind.STRING:
@@ -313,8 +349,17 @@ class _Reader:
 
     def section(self, name: str, cls: type[Any], table: Mapping[str, Any] | None) -> Any:
         keyed = section_fields(cls)
-        known = [item.name for item, _ in keyed]
+        tables = nested_tables(cls)
+        known = [item.name for item, _ in keyed] + [sub for sub, _ in tables]
         values: dict[str, Any] = {}
+        for sub, sub_cls in tables:
+            inner = (table or {}).get(sub)
+            if inner is not None and not isinstance(inner, Mapping):
+                self.problems.append(
+                    Problem(f"{name}.{sub}", f"must be a table: write [{name}.{sub}]", inner)
+                )
+                inner = None
+            values[sub] = self.section(f"{name}.{sub}", sub_cls, inner)
         for key, raw in (table or {}).items():
             if key not in known:
                 self.problems.append(Problem(f"{name}.{key}", _unknown_key(name, key), raw))
@@ -333,6 +378,8 @@ class _Reader:
                 continue
             if kind is Kind.HOSTPORT_LIST:
                 value = list(self._hostports(key, value))
+            if kind is Kind.HOSTPORT_MAP:
+                value = dict(self._hostport_map(key, value))
             values[item.name] = value
         return cls(**values)
 
@@ -344,6 +391,17 @@ class _Reader:
                 yield parse_hostport(raw, default_port=53)
             except _BadValueError as error:
                 self.problems.append(Problem(f"{key}[{index}]", str(error), raw))
+
+    def _hostport_map(self, key: str, table: Mapping[str, Any]) -> Iterator[tuple[str, HostPort]]:
+        for domain, raw in table.items():
+            try:
+                if domain != "*":
+                    check_host(domain)
+                if not isinstance(raw, str):
+                    raise _BadValueError('must be a string "host:port"')
+                yield domain.lower(), parse_hostport(raw)
+            except _BadValueError as error:
+                self.problems.append(Problem(f"{key}.{domain}", str(error), raw))
 
 
 def _key_index() -> dict[str, str]:
@@ -363,7 +421,7 @@ def _unknown_key(section: str, key: str) -> str:
 
 
 def _unknown_top(key: str, raw: Any) -> Problem:
-    names = [name for name, _ in sections()]
+    names = [name for name, _ in top_sections()]
     listed = ", ".join(f"[{name}]" for name in names)
     if isinstance(raw, Mapping):
         close = difflib.get_close_matches(key, names, 1)
@@ -384,7 +442,7 @@ def settings_from_mapping(data: Mapping[str, Any], source: Path | None = None) -
     """
     problems: list[Problem] = []
     reader = _Reader(problems)
-    known = dict(sections())
+    known = dict(top_sections())
     for key, raw in data.items():
         if key not in known:
             problems.append(_unknown_top(key, raw))

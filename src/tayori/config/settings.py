@@ -176,6 +176,70 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmissionDnsblSettings:
+    """DNS blocklists for the networks members send from (off unless zones are listed).
+
+    A member on a listed network (often a hijacked home router or a hotel network) is told
+    which list and how to send anyway: from the webmail, or the network's own mail server.
+    """
+
+    zones: list[str] = setting(
+        list, 'Blocklist zones to ask, e.g. `["zen.example.org"]`. Empty: no check.', factory=True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionSettings:
+    """Members sending from their mail programs: limits that keep a stolen password from
+    getting the whole service blocklisted."""
+
+    messages_per_hour: int = setting(
+        200, "Messages one account may send in an hour. 0: no limit.", minimum=0
+    )
+    messages_per_day: int = setting(
+        1000, "Messages one account may send in a day. 0: no limit.", minimum=0
+    )
+    recipients_per_message: int = setting(100, "Recipients in one message.")
+    recipients_per_day: int = setting(
+        2000, "Recipients one account may send to in a day. 0: no limit.", minimum=0
+    )
+    flag_after: int = setting(
+        3, "Times in a day an account may hit a limit before it is flagged for the admins."
+    )
+    dnsbl: SubmissionDnsblSettings = field(default_factory=SubmissionDnsblSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """Delivery to other providers: the durable queue, retries and bounces."""
+
+    port: int = setting(25, "Port of remote mail servers (tests point it at a sink on loopback).")
+    transport: dict[str, HostPort] = setting(
+        dict,
+        'Next hop per recipient domain instead of its MX, `{"example.org" = "relay:25"}`; '
+        "the key `*` sends everything through one smarthost. Empty: MX lookup.",
+        factory=True,
+    )
+    retry_initial: float = setting(300.0, "Seconds before the first retry of a deferred recipient.")
+    retry_max: float = setting(
+        14400.0, "Longest wait between retries; waits double from `retry_initial` up to this."
+    )
+    max_lifetime: float = setting(
+        432000.0, "Seconds a message may stay queued before it is bounced (default 5 days)."
+    )
+    delay_warning: float = setting(
+        14400.0, 'Seconds after which the sender gets a "still trying" notice. 0: never.', minimum=0
+    )
+    concurrency_per_destination: int = setting(
+        10, "Connections open at once to one destination (next hop)."
+    )
+    connect_timeout: float = setting(30.0, "Seconds to wait for a remote server to answer.")
+    command_timeout: float = setting(
+        300.0, "Seconds to wait for each reply of a remote server (RFC 5321 4.5.3.2)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -184,5 +248,7 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    submission: SubmissionSettings = field(default_factory=SubmissionSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
     source: Path | None = None
     """The file these settings came from (not a key)."""

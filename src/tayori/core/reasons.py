@@ -110,6 +110,145 @@ _CODES: tuple[ReasonCode, ...] = (
         ),
         "The storage error (disk full, database unavailable).",
     ),
+    ReasonCode(
+        "sender.not_owned",
+        SmtpReply(553, "5.7.1", "Sender address not owned by user"),
+        Text(
+            "送信者アドレス(エンベロープまたは From:)が、ログインしたアカウントのものではありませんでした。",
+            "The sender address (envelope or From:) does not belong to the account you logged in as.",
+        ),
+        Text(
+            "メールソフトの差出人アドレスを、このアカウントのアドレスに設定してください。",
+            "Set the sender address in your mail program to this account's own address.",
+        ),
+        "The address given and the authenticated account.",
+    ),
+    ReasonCode(
+        "sender.domain_unknown",
+        SmtpReply(
+            553, "5.1.8", "<{address}>: Sender address rejected: Domain not found ({domain})"
+        ),
+        Text(
+            "送信者アドレスのドメインが DNS に存在しないため、受け付けませんでした。",
+            "The domain of the sender address does not exist in DNS, so the message was refused.",
+        ),
+        Text(
+            "送信者アドレスのドメイン名に誤字がないか確認してください(例: example.con → example.com)。",
+            "Check the sender address's domain for typos (e.g. example.con instead of example.com).",
+        ),
+        "The domain and the DNS answer (NXDOMAIN, null MX, or no address records).",
+    ),
+    ReasonCode(
+        "dnsbl.listed",
+        SmtpReply(554, "5.7.1", "Service unavailable; client [{ip}] blocked using {zone}"),
+        Text(
+            "接続元のネットワークがブロックリスト({zone})に登録されていたため、受け付けませんでした。",
+            "The network the message came from is on a blocklist ({zone}), so it was refused.",
+        ),
+        Text(
+            "Web メールから送信するか、接続しているネットワークのメールサーバを使ってください。",
+            "Send from the webmail, or through the mail server of the network you are on.",
+        ),
+        "Client IP, the zone and the code it returned.",
+    ),
+    ReasonCode(
+        "rate.limited",
+        SmtpReply(451, "4.7.1", "Sending limit exceeded, try again later"),
+        Text(
+            "送信数の上限(1 時間あたり・1 日あたり)に達したため、一時的に送信を止めました。",
+            "You reached the sending limit (per hour or per day), so sending is paused for now.",
+        ),
+        Text(
+            "しばらく待ってから送ってください。心当たりがない場合はパスワードを変更してください(不正利用の可能性があります)。",
+            "Wait a while and send again. If you did not send this much mail, change your "
+            "password: someone else may be using your account.",
+        ),
+        "Which limit, the count and the window.",
+    ),
+    ReasonCode(
+        "auth.failed",
+        SmtpReply(535, "5.7.8", "Authentication credentials invalid"),
+        Text(
+            "ログインに失敗しました(アドレスまたはパスワードが違います)。",
+            "Login failed: wrong address or password.",
+        ),
+        Text(
+            "メールソフトのアカウント設定(ユーザ名はメールアドレス全体)とパスワードを確認してください。",
+            "Check your mail program's account settings (the user name is the whole address) "
+            "and the password.",
+        ),
+        "Client IP and whether the address exists (never the password).",
+    ),
+    ReasonCode(
+        "remote.delivered",
+        None,
+        Text("相手のメールサーバが受け取りました。", "The recipient's mail server accepted it."),
+        Text("対応は不要です。", "Nothing to do."),
+        "The remote server, its reply and the TLS used.",
+    ),
+    ReasonCode(
+        "remote.deferred",
+        None,
+        Text(
+            "相手のメールサーバが一時的に受け取れませんでした。自動で再送を続けます。",
+            "The recipient's mail server could not take it for now; we keep retrying.",
+        ),
+        Text(
+            "対応は不要です。長く続く場合はお知らせメールが届きます。",
+            "Nothing to do yet; you will get a notice if it goes on for long.",
+        ),
+        "The remote server and its exact reply, or why it could not be reached.",
+    ),
+    ReasonCode(
+        "remote.rejected",
+        None,
+        Text(
+            "相手のメールサーバが受け取りを拒否しました。エラーメールでお知らせしました。",
+            "The recipient's mail server refused the message; you were sent an error report.",
+        ),
+        Text(
+            "エラーメールに書かれた相手サーバの説明(宛先不明、容量超過、拒否など)を確認してください。",
+            "Read the remote server's words in the error report (unknown user, mailbox full, "
+            "blocked…) and correct the address or contact the recipient another way.",
+        ),
+        "The remote server and its exact reply.",
+    ),
+    ReasonCode(
+        "remote.null_mx",
+        SmtpReply(556, "5.1.10", "Recipient address has null MX"),
+        Text(
+            "宛先のドメインはメールを受け取らない設定(null MX)になっています。",
+            "The recipient's domain declares that it accepts no mail (null MX).",
+        ),
+        Text(
+            "宛先アドレスのドメインに誤りがないか確認してください。",
+            "Check the domain of the recipient's address.",
+        ),
+        "The domain.",
+    ),
+    ReasonCode(
+        "queue.expired",
+        SmtpReply(421, "4.4.7", "Delivery time expired"),
+        Text(
+            "相手のメールサーバに長期間届けられなかったため、送信をあきらめました。",
+            "The recipient's mail server could not be reached for too long, so we gave up.",
+        ),
+        Text(
+            "宛先アドレスを確認し、時間をおいてもう一度送ってください。",
+            "Check the address and send again later.",
+        ),
+        "How long it was queued and the last error.",
+    ),
+    ReasonCode(
+        "dsn.sent",
+        None,
+        Text(
+            "配送できなかったことを知らせるメール(エラーメール)を送信者に送りました。",
+            "A delivery report (error mail) was sent to the sender.",
+        ),
+        Text("エラーメールの内容を確認してください。", "Read the delivery report."),
+        "Which kind of report (failure or delay) and its queue id.",
+    ),
 )
 
 CATALOGUE: dict[str, ReasonCode] = {reason.code: reason for reason in _CODES}

@@ -16,10 +16,14 @@ from tayori.storage.records import (
     Account,
     Alias,
     AppendResult,
+    DkimKey,
     Domain,
     Mailbox,
     NewMessage,
+    NewQueuedMessage,
+    QueueEntry,
     RecipientLookup,
+    RecipientUpdate,
     SpecialUse,
     StoredMessage,
     StoredOutcome,
@@ -151,3 +155,80 @@ class MetadataStore(Protocol):
 
     # --- lifecycle ---------------------------------------------------------------
     def close(self) -> None: ...
+
+
+class QueueStore(Protocol):
+    """The durable outbound queue, shared by every node (claims are leases in the store)."""
+
+    def enqueue(
+        self,
+        message: NewQueuedMessage | None,
+        appends: Sequence[NewMessage] = (),
+        outcomes: Sequence[Outcome] = (),
+    ) -> list[AppendResult]:
+        """In ONE transaction: append local copies (as `append_messages` does, outcomes
+        included), insert the queued message with its recipients due now (if any), and
+        record the extra outcomes. This is what makes a submission's `250` mean "stored for
+        every recipient, local and remote"."""
+        ...
+
+    def claim_due(
+        self, now: datetime, holder: str, lease_until: datetime, limit: int
+    ) -> list[QueueEntry]:
+        """Messages with at least one QUEUED recipient due (next_attempt <= now, or bounce
+        requested), not leased by another holder (lease expired counts as free); leases them
+        to `holder` until `lease_until`. Only QUEUED recipients are included in the entries.
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several nodes never claim the same one."""
+        ...
+
+    def release(self, entry_id: int, holder: str) -> None:
+        """End the lease early (e.g. at shutdown) without recording an attempt."""
+        ...
+
+    def record_attempts(
+        self,
+        entry_id: int,
+        holder: str,
+        updates: Sequence[RecipientUpdate],
+        outcomes: Sequence[Outcome],
+        *,
+        delay_warned: bool = False,
+    ) -> list[str]:
+        """Apply attempt results and their outcomes in one transaction; attempts += 1 and
+        last_attempt = now for each updated recipient; releases the lease. When no
+        recipient is QUEUED any more, the message row goes and its blob refs (unless shared
+        with a mailbox message) are returned for the caller to delete after the commit."""
+        ...
+
+    def list_queue(self, *, deferred_only: bool = False) -> list[QueueEntry]:
+        """All queued messages (all recipients), oldest first; `deferred_only`: those with a
+        QUEUED recipient that has had at least one attempt."""
+        ...
+
+    def get_queue_entry(self, queue_id: str) -> QueueEntry | None: ...
+
+    def retry_now(self, queue_id: str | None, now: datetime) -> int:
+        """Make QUEUED recipients due now (one message, or all when None); returns how many."""
+        ...
+
+    def request_bounce(self, queue_id: str, now: datetime) -> int:
+        """Mark the message's QUEUED recipients to be bounced at the next run."""
+        ...
+
+    def delete_queued(self, queue_id: str) -> list[str]:
+        """Remove a queued message without a bounce; returns blob refs to delete."""
+        ...
+
+    # --- what submission limits count ------------------------------------------------------
+    def record_submission(self, account_id: int, time: datetime, recipients: int) -> None: ...
+
+    def count_submissions(self, account_id: int, since: datetime) -> tuple[int, int]:
+        """(messages, recipients) the account submitted since `since`."""
+        ...
+
+    # --- DKIM keys (in the store so every node signs alike) --------------------------------
+    def add_dkim_key(self, domain: str, selector: str, private_key_pem: str) -> DkimKey:
+        """Replaces the domain's active key; NotFoundError for a domain not hosted."""
+        ...
+
+    def get_dkim_key(self, domain: str) -> DkimKey | None: ...

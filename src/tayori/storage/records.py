@@ -134,3 +134,82 @@ class AppendResult:
 class StoredOutcome:
     id: int
     outcome: Outcome
+
+
+class RecipientState(StrEnum):
+    """Per-recipient state of a queued message; only QUEUED is still being worked on."""
+
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class NewQueuedMessage:
+    """A message to deliver to remote recipients; its blob is already durable."""
+
+    queue_id: str
+    sender: str
+    """Envelope sender; empty for bounces we generate (which are never bounced again)."""
+    account_id: int | None
+    """The member who sent it (submission), for history and rate limits."""
+    blob_ref: str
+    size: int
+    message_id: str
+    subject: str
+    created: datetime
+    expires: datetime
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    id: int
+    recipient: str
+    domain: str
+    state: RecipientState
+    attempts: int
+    next_attempt: datetime
+    last_attempt: datetime | None
+    last_reply: str
+    """The remote server's words (or ours, e.g. no MX) from the last attempt."""
+    remote_mta: str
+    bounce_requested: bool
+    """An admin asked (`tayori queue bounce`) to give up on it at the next run."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    id: int
+    queue_id: str
+    sender: str
+    account_id: int | None
+    blob_ref: str
+    size: int
+    message_id: str
+    subject: str
+    created: datetime
+    expires: datetime
+    delay_warned: bool
+    recipients: tuple[QueuedRecipient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientUpdate:
+    """The result of one delivery attempt for one queued recipient."""
+
+    recipient_id: int
+    state: RecipientState
+    next_attempt: datetime
+    """When to try again (QUEUED); ignored for final states."""
+    reply: str
+    remote_mta: str
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    domain: str
+    selector: str
+    private_key_pem: str
+    created: datetime
