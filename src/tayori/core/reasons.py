@@ -114,8 +114,10 @@ _CODES: tuple[ReasonCode, ...] = (
         "sender.not_owned",
         SmtpReply(553, "5.7.1", "Sender address not owned by user"),
         Text(
-            "送信者アドレス(エンベロープまたは From:)が、ログインしたアカウントのものではありませんでした。",
-            "The sender address (envelope or From:) does not belong to the account you logged in as.",
+            "送信者アドレス(エンベロープまたは From:)が、"
+            "ログインしたアカウントのものではありませんでした。",
+            "The sender address (envelope or From:) does not belong to the account you "
+            "logged in as.",
         ),
         Text(
             "メールソフトの差出人アドレスを、このアカウントのアドレスに設定してください。",
@@ -125,16 +127,16 @@ _CODES: tuple[ReasonCode, ...] = (
     ),
     ReasonCode(
         "sender.domain_unknown",
-        SmtpReply(
-            553, "5.1.8", "<{address}>: Sender address rejected: Domain not found ({domain})"
-        ),
+        SmtpReply(553, "5.1.8", "Sender address domain not found: {domain}"),
         Text(
             "送信者アドレスのドメインが DNS に存在しないため、受け付けませんでした。",
             "The domain of the sender address does not exist in DNS, so the message was refused.",
         ),
         Text(
-            "送信者アドレスのドメイン名に誤字がないか確認してください(例: example.con → example.com)。",
-            "Check the sender address's domain for typos (e.g. example.con instead of example.com).",
+            "送信者アドレスのドメイン名に誤字がないか確認してください"
+            "(例: example.con → example.com)。",
+            "Check the sender address's domain for typos "
+            "(e.g. example.con instead of example.com).",
         ),
         "The domain and the DNS answer (NXDOMAIN, null MX, or no address records).",
     ),
