@@ -23,7 +23,8 @@ from tayori.delivery.committer import DeliveryCommitter
 from tayori.delivery.local import LocalDelivery
 from tayori.servers.limits import ConnectionLimiter
 from tayori.servers.pop3 import Pop3Server
-from tayori.servers.smtp_inbound import InboundHandler, InboundSmtpServer
+from tayori.servers.smtp_inbound import InboundHandler
+from tayori.servers.smtp_session import SmtpListener
 from tayori.servers.tls import server_context
 from tayori.storage.factory import Stores, open_stores
 
@@ -43,7 +44,7 @@ class Service:
     settings: Settings
     stores: Stores | None = None
     committer: DeliveryCommitter | None = None
-    smtp: InboundSmtpServer | None = None
+    smtp: SmtpListener | None = None
     pop3: list[Pop3Server] = field(default_factory=list)
     listening: list[tuple[str, str]] = field(default_factory=list)
 
@@ -72,7 +73,7 @@ class Service:
         if listen.smtp is not None:
             delivery = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
             handler = InboundHandler(stores.metadata, delivery, settings.limits)
-            self.smtp = InboundSmtpServer(
+            self.smtp = SmtpListener(
                 handler,
                 hostname=hostname,
                 limits=settings.limits,

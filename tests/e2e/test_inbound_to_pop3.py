@@ -171,6 +171,8 @@ def test_swaks_with_starttls_then_fetchmail(instance: Instance, tmp_path: Path) 
 def test_pop3_stls_and_implicit_tls(instance: Instance) -> None:
     with smtp(instance) as client:
         client.starttls(context=client_context(instance.cert))
+        client.ehlo("client.remote.test")
+        assert "auth" not in client.esmtp_features  # the MX takes no logins, even over TLS
         client.sendmail("sender@remote.test", ["alice@example.test"], MESSAGE)
     password = instance.passwords["alice@example.test"]
     [stored] = pop3_download(

@@ -19,7 +19,8 @@ from tayori.core.errors import StoreUnavailableError
 from tayori.delivery.committer import DeliveryCommitter
 from tayori.delivery.local import LocalDelivery
 from tayori.servers.limits import ConnectionLimiter
-from tayori.servers.smtp_inbound import InboundHandler, InboundSmtpServer
+from tayori.servers.smtp_inbound import InboundHandler
+from tayori.servers.smtp_session import SmtpListener
 from tayori.storage.factory import Stores, migrate, open_stores
 from tayori.storage.records import AppendResult, NewMessage, SpecialUse
 
@@ -80,7 +81,7 @@ def server(tmp_path: Path) -> Iterator[Running]:
     committer.start()
     delivery = LocalDelivery(metadata, blobs, committer, "mx.example.test")  # type: ignore[arg-type]
     limits = LimitsSettings()
-    smtp = InboundSmtpServer(
+    smtp = SmtpListener(
         InboundHandler(metadata, delivery, limits),  # type: ignore[arg-type]
         hostname="mx.example.test",
         limits=limits,

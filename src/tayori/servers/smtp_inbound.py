@@ -1,19 +1,15 @@
-"""Inbound SMTP (the MX role) on aiosmtpd: mail from the Internet to our members.
+"""Inbound SMTP (the MX role): mail from the Internet to our members.
 
-aiosmtpd does the wire protocol (and ends DATA only on <CRLF>.<CRLF>, so the smuggling
-sequences <LF>.<LF> and <CR>.<CR> stay data). This module adds what a public MX needs
-around it: recipient decisions at RCPT time with reason codes, the outcomes, enhanced
-status codes, connection limits, a DATA timeout of its own, and a graceful shutdown that
-finishes messages in flight and tempfails idle sessions.
+Recipients are decided at RCPT time with reason codes (no backscatter), every refusal is an
+outcome, and the message is delivered at end of DATA. The listener around it is shared
+with submission (`smtp_session`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -24,34 +20,11 @@ from tayori.delivery.local import LocalDelivery, Recipient
 from tayori.delivery.trace import Arrival, new_queue_id
 from tayori.pipeline.recipients import decide_recipient
 from tayori.pipeline.verdicts import Verdict
-from tayori.servers.limits import ConnectionLimiter
-from tayori.servers.smtp_replies import is_size_exceeded, with_enhanced_code
+from tayori.servers.smtp_session import LOCAL_ERROR, SessionEnvelope
 from tayori.storage.interfaces import MetadataStore
 from tayori.storage.records import Account
 
 log = logging.getLogger(__name__)
-
-SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
-TOO_MANY = "421 4.7.0 Too many connections, try again later"
-LOCAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
-
-
-class InboundEnvelope(Envelope):
-    """aiosmtpd's envelope plus what our decisions found out on the way."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sender = ""
-        self.declared_size = 0
-        self.recipients: list[Recipient] = []
-
-
-@dataclass
-class _Connections:
-    """The live sessions, so shutdown can tell idle ones apart from ones mid-message."""
-
-    live: set[InboundSmtp] = field(default_factory=set)
-    shutting_down: bool = False
 
 
 class InboundHandler:
@@ -72,6 +45,8 @@ class InboundHandler:
     ) -> list[str]:
         session.host_name = hostname
         *head, last = responses
+        # The MX takes no logins: aiosmtpd would still list an empty AUTH after STARTTLS.
+        head = [line for line in head if not line.startswith("250-AUTH")]
         return [*head, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", last]
 
     async def handle_HELO(
@@ -84,7 +59,7 @@ class InboundHandler:
         self,
         server: SMTP,
         session: Session,
-        envelope: InboundEnvelope,
+        envelope: SessionEnvelope,
         address: str,
         mail_options: list[str],
     ) -> str:
@@ -105,7 +80,7 @@ class InboundHandler:
         self,
         server: SMTP,
         session: Session,
-        envelope: InboundEnvelope,
+        envelope: SessionEnvelope,
         address: str,
         rcpt_options: list[str],
     ) -> str:
@@ -134,13 +109,13 @@ class InboundHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: InboundEnvelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SessionEnvelope) -> str:
         if not envelope.recipients:  # every RCPT reached only an alias member already full
             return "554 5.5.1 Error: no valid recipients"
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         arrival = Arrival(
             helo=session.host_name or "",
-            client_ip=_peer_ip(session),
+            client_ip=peer_ip(session),
             client_host="unknown",
             tls_version=ssl_object.version() if ssl_object else None,
             tls_cipher=ssl_object.cipher()[0] if ssl_object else None,
@@ -160,7 +135,7 @@ class InboundHandler:
         return LOCAL_ERROR
 
     async def record_size_exceeded(
-        self, session: Session, envelope: InboundEnvelope, size: int
+        self, session: Session, envelope: SessionEnvelope, size: int
     ) -> None:
         """The size limit is enforced inside aiosmtpd; the outcome is still ours to record."""
         verdict = Verdict.reject("size.exceeded", f"size {size} > {self._limits.max_message_size}")
@@ -171,7 +146,7 @@ class InboundHandler:
     def _refusal_outcome(
         self,
         session: Session,
-        envelope: InboundEnvelope,
+        envelope: SessionEnvelope,
         recipient: str,
         verdict: Verdict,
         account_id: int | None,
@@ -187,7 +162,7 @@ class InboundHandler:
             detail=verdict.detail,
             account_id=account_id,
             size=envelope.declared_size,
-            remote_ip=_peer_ip(session),
+            remote_ip=peer_ip(session),
             remote_host="unknown",
         )
 
@@ -206,160 +181,6 @@ def _refusals(
     return [(account.id, skipped, False) for account in full]
 
 
-def _write_line(transport: asyncio.BaseTransport, line: str) -> None:
-    """uvloop's transports write but do not subclass asyncio.WriteTransport."""
-    cast(asyncio.WriteTransport, transport).write(f"{line}\r\n".encode())
-
-
-def _peer_ip(session: Session) -> str:
+def peer_ip(session: Session) -> str:
     peer = session.peer
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
-
-
-class InboundSmtp(SMTP):
-    """One connection. Overrides only the seams aiosmtpd offers for them."""
-
-    def __init__(
-        self,
-        handler: InboundHandler,
-        *,
-        connections: _Connections,
-        limiter: ConnectionLimiter,
-        data_timeout: float,
-        **kwargs: Any,
-    ) -> None:
-        # A line may be as long as the largest message: DATA is buffered up to that size
-        # anyway, and real mail (and the corpus) has lines of megabytes.
-        self.line_length_limit = kwargs["data_size_limit"] + 2
-        super().__init__(handler, **kwargs)
-        self._connections = connections
-        self._limiter = limiter
-        self._data_timeout = data_timeout
-        self._counted_ip: str | None = None
-        self._refused = False
-        self._verbatim = False
-        self.busy = False
-
-    def _create_envelope(self) -> InboundEnvelope:
-        return InboundEnvelope()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._counted_ip is None and not self._refused:  # first call (not after STARTTLS)
-            peer = transport.get_extra_info("peername")
-            ip = str(peer[0]) if peer else ""
-            if self._connections.shutting_down or not self._limiter.acquire(ip):
-                self._refused = True
-                message = SHUTTING_DOWN if self._connections.shutting_down else TOO_MANY
-                _write_line(transport, message)
-                transport.close()
-                return
-            self._counted_ip = ip
-            self._connections.live.add(self)
-        super().connection_made(transport)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        if self._refused:
-            return
-        if self._counted_ip is not None:
-            self._limiter.release(self._counted_ip)
-            self._counted_ip = None
-            self._connections.live.discard(self)
-        super().connection_lost(error)
-
-    async def push(self, status: str) -> None:  # type: ignore[override]
-        if not self._verbatim:
-            envelope = self.envelope
-            if is_size_exceeded(status) and isinstance(envelope, InboundEnvelope):
-                await self.event_handler.record_size_exceeded(
-                    self.session, envelope, envelope.declared_size
-                )
-            status = with_enhanced_code(status)
-        await super().push(status)
-
-    async def smtp_EHLO(self, hostname: str) -> None:
-        self._verbatim = True
-        try:
-            await super().smtp_EHLO(hostname)
-        finally:
-            self._verbatim = False
-
-    async def smtp_DATA(self, arg: str) -> None:
-        self.busy = True
-        self._reset_timeout(self._data_timeout)
-        try:
-            await super().smtp_DATA(arg)
-        finally:
-            self.busy = False
-            self._reset_timeout()
-        if self._connections.shutting_down and self.transport is not None:
-            await super().push(SHUTTING_DOWN)
-            self.transport.close()
-
-
-class InboundSmtpServer:
-    """Listener for the smtp role; `close` is the graceful part of `tayori serve` stopping."""
-
-    def __init__(
-        self,
-        handler: InboundHandler,
-        *,
-        hostname: str,
-        limits: LimitsSettings,
-        ssl_context: ssl.SSLContext | None,
-        limiter: ConnectionLimiter,
-    ) -> None:
-        self._handler = handler
-        self._hostname = hostname
-        self._limits = limits
-        self._ssl_context = ssl_context
-        self._limiter = limiter
-        self._connections = _Connections()
-        self._servers: list[asyncio.Server] = []
-
-    def _protocol(self) -> InboundSmtp:
-        return InboundSmtp(
-            self._handler,
-            connections=self._connections,
-            limiter=self._limiter,
-            data_timeout=self._limits.smtp_data_timeout,
-            data_size_limit=self._limits.max_message_size,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            hostname=self._hostname,
-            ident="ESMTP Tayori",
-            tls_context=self._ssl_context,
-            timeout=self._limits.smtp_command_timeout,
-            auth_require_tls=True,
-            auth_exclude_mechanism=["LOGIN", "PLAIN"],
-        )
-
-    async def start(self, host: str, port: int) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(self._protocol, host, port)
-        self._servers.append(server)
-        return server
-
-    @property
-    def live_sessions(self) -> int:
-        return len(self._connections.live)
-
-    async def close(self, grace: float = 30.0) -> None:
-        """Stop accepting; idle sessions get 421 now, sessions mid-message finish first
-        (up to `grace` seconds) and get 421 after their reply."""
-        self._connections.shutting_down = True
-        for server in self._servers:
-            server.close()
-        for session in list(self._connections.live):
-            transport = session.transport
-            if not session.busy and transport is not None:
-                _write_line(transport, SHUTTING_DOWN)
-                transport.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while any(s.busy for s in self._connections.live) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for session in list(self._connections.live):
-            if session.transport is not None:
-                session.transport.close()
-        for server in self._servers:
-            await server.wait_closed()

@@ -1,0 +1,228 @@
+"""What every SMTP listener of ours shares, around aiosmtpd's protocol class.
+
+aiosmtpd does the wire protocol (and ends DATA only on <CRLF>.<CRLF>, so the smuggling
+sequences <LF>.<LF> and <CR>.<CR> stay data). Around it: enhanced status codes on its own
+replies, connection limits, long lines, a DATA timeout of its own, and a graceful shutdown
+that finishes messages in flight and tempfails idle sessions. The roles (MX, submission)
+differ only in their handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tayori.config.settings import LimitsSettings
+from tayori.delivery.local import Recipient
+from tayori.servers.limits import ConnectionLimiter
+from tayori.servers.smtp_replies import is_size_exceeded, with_enhanced_code
+
+log = logging.getLogger(__name__)
+
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+TOO_MANY = "421 4.7.0 Too many connections, try again later"
+LOCAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
+
+
+class SessionEnvelope(Envelope):
+    """aiosmtpd's envelope plus what our decisions found out on the way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sender = ""
+        self.declared_size = 0
+        self.recipients: list[Recipient] = []
+        """Our members the message goes to."""
+        self.remote: list[str] = []
+        """Addresses elsewhere (submission only): queued for delivery."""
+
+
+class SizeRecorder(Protocol):
+    """The handler hook called when aiosmtpd refuses a message for its size."""
+
+    async def record_size_exceeded(
+        self, session: Session, envelope: SessionEnvelope, size: int
+    ) -> None: ...
+
+
+@dataclass
+class _Connections:
+    """The live sessions, so shutdown can tell idle ones apart from ones mid-message."""
+
+    live: set[TayoriSmtp] = field(default_factory=set)
+    shutting_down: bool = False
+
+
+def _write_line(transport: asyncio.BaseTransport, line: str) -> None:
+    """uvloop's transports write but do not subclass asyncio.WriteTransport."""
+    cast(asyncio.WriteTransport, transport).write(f"{line}\r\n".encode())
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+
+
+class TayoriSmtp(SMTP):
+    """One connection. Overrides only the seams aiosmtpd offers for them."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        connections: _Connections,
+        limiter: ConnectionLimiter,
+        data_timeout: float,
+        **kwargs: Any,
+    ) -> None:
+        # A line may be as long as the largest message: DATA is buffered up to that size
+        # anyway, and real mail (and the corpus) has lines of megabytes.
+        self.line_length_limit = kwargs["data_size_limit"] + 2
+        super().__init__(handler, **kwargs)
+        self._connections = connections
+        self._limiter = limiter
+        self._data_timeout = data_timeout
+        self._counted_ip: str | None = None
+        self._refused = False
+        self._verbatim = False
+        self.busy = False
+
+    def _create_envelope(self) -> SessionEnvelope:
+        return SessionEnvelope()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._counted_ip is None and not self._refused:  # first call (not after STARTTLS)
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if peer else ""
+            if self._connections.shutting_down or not self._limiter.acquire(ip):
+                self._refused = True
+                message = SHUTTING_DOWN if self._connections.shutting_down else TOO_MANY
+                _write_line(transport, message)
+                transport.close()
+                return
+            self._counted_ip = ip
+            self._connections.live.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._counted_ip is not None:
+            self._limiter.release(self._counted_ip)
+            self._counted_ip = None
+            self._connections.live.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        if not self._verbatim:
+            envelope = self.envelope
+            if is_size_exceeded(status) and isinstance(envelope, SessionEnvelope):
+                await self.event_handler.record_size_exceeded(
+                    self.session, envelope, envelope.declared_size
+                )
+            status = with_enhanced_code(status)
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._verbatim = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._verbatim = False
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.busy = True
+        self._reset_timeout(self._data_timeout)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.busy = False
+            self._reset_timeout()
+        if self._connections.shutting_down and self.transport is not None:
+            await super().push(SHUTTING_DOWN)
+            self.transport.close()
+
+
+class SmtpListener:
+    """One listening role (MX or submission); `close` is the graceful part of `tayori serve`
+    stopping."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        hostname: str,
+        limits: LimitsSettings,
+        ssl_context: ssl.SSLContext | None,
+        limiter: ConnectionLimiter,
+        login: bool = False,
+        implicit_tls: bool = False,
+    ) -> None:
+        """`login`: the submission role. Login is then required before MAIL, and the
+        handler's `auth_PLAIN`/`auth_LOGIN` decide (they also enforce TLS, because aiosmtpd
+        cannot tell an implicit-TLS connection from a plain one). `implicit_tls`: the
+        whole connection is TLS (port 465); STARTTLS is then not offered."""
+        self._handler = handler
+        self._hostname = hostname
+        self._limits = limits
+        self._ssl_context = ssl_context
+        self._limiter = limiter
+        self._login = login
+        self._implicit_tls = implicit_tls
+        self._connections = _Connections()
+        self._servers: list[asyncio.Server] = []
+
+    def _protocol(self) -> TayoriSmtp:
+        return TayoriSmtp(
+            self._handler,
+            connections=self._connections,
+            limiter=self._limiter,
+            data_timeout=self._limits.smtp_data_timeout,
+            data_size_limit=self._limits.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self._hostname,
+            ident="ESMTP Tayori",
+            tls_context=None if self._implicit_tls else self._ssl_context,
+            timeout=self._limits.smtp_command_timeout,
+            auth_required=self._login,
+            auth_require_tls=not self._login,
+            auth_exclude_mechanism=[] if self._login else ["LOGIN", "PLAIN"],
+        )
+
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        context = self._ssl_context if self._implicit_tls else None
+        server = await loop.create_server(self._protocol, host, port, ssl=context)
+        self._servers.append(server)
+        return server
+
+    @property
+    def live_sessions(self) -> int:
+        return len(self._connections.live)
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop accepting; idle sessions get 421 now, sessions mid-message finish first
+        (up to `grace` seconds) and get 421 after their reply."""
+        self._connections.shutting_down = True
+        for server in self._servers:
+            server.close()
+        for session in list(self._connections.live):
+            transport = session.transport
+            if not session.busy and transport is not None:
+                _write_line(transport, SHUTTING_DOWN)
+                transport.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(s.busy for s in self._connections.live) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self._connections.live):
+            if session.transport is not None:
+                session.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
