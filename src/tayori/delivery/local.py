@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
 from tayori.core.reasons import reason
@@ -28,7 +28,7 @@ from tayori.delivery.summary import summarise
 from tayori.delivery.trace import Arrival, normalise_line_endings, trace_headers
 from tayori.pipeline.recipients import over_quota, quota_detail
 from tayori.storage.interfaces import BlobStore, MetadataStore
-from tayori.storage.records import Account, NewMessage, SpecialUse
+from tayori.storage.records import Account, MessageSummary, NewMessage, SpecialUse
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,18 @@ class Recipient:
 
     address: str
     account: Account
+
+
+@dataclass(slots=True)
+class LocalCopies:
+    """Members' copies written durably and the appends that commit them."""
+
+    base: Outcome
+    recipients: tuple[Recipient, ...]
+    size: int
+    reply: SmtpReply
+    refs: list[str] = field(default_factory=list)
+    items: list[NewMessage] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +76,34 @@ class LocalDelivery:
     async def deliver(
         self, sender: str, recipients: Sequence[Recipient], content: bytes, arrival: Arrival
     ) -> DeliveryResult:
+        """The MX path: write the copies, group-commit them, answer."""
         body = normalise_line_endings(content)
-        summary = summarise(body)
+        prepared = await self.prepare(sender, recipients, body, summarise(body), arrival)
+        if isinstance(prepared, DeliveryResult):
+            return prepared
+        try:
+            await self._committer.append(prepared.items)
+        except Exception as error:
+            await self.store_failed(prepared, error)
+            return DeliveryResult(reason("store.failed").reply_for(), 0)
+        return DeliveryResult(prepared.reply, len(prepared.items))
+
+    async def prepare(
+        self,
+        sender: str,
+        recipients: Sequence[Recipient],
+        body: bytes,
+        summary: MessageSummary,
+        arrival: Arrival,
+        *,
+        others_accepted: bool = False,
+    ) -> LocalCopies | DeliveryResult:
+        """Check quota, write every recipient's copy durably, and build the appends (with
+        their outcomes) for the caller to commit — alone (MX) or together with the queued
+        remote copy (submission). A result instead means: refused or failed, answer this.
+
+        `others_accepted`: the message goes to other (remote) recipients too, so members
+        whose quota it would exceed get it as grace instead of a refusal for everyone."""
         accounts = await asyncio.to_thread(self._fresh_accounts, recipients)
         full = {r.account.id for r in recipients if over_quota(accounts[r.account.id], len(body))}
         base = Outcome(
@@ -79,61 +117,59 @@ class LocalDelivery:
             remote_ip=arrival.client_ip,
             remote_host=arrival.client_host,
         )
-        if len(full) == len(recipients):
+        if len(full) == len(recipients) and not others_accepted:
             return await self._refuse_over_quota(base, recipients, accounts, body)
 
         copies = [
             trace_headers(arrival, self._hostname, sender, r.account.address) + body
             for r in recipients
         ]
-        refs: list[str] = []
+        accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
+        prepared = LocalCopies(base, tuple(recipients), len(body), accepted)
         try:
             written = await asyncio.gather(
                 *(asyncio.to_thread(self._blobs.put, [c]) for c in copies), return_exceptions=True
             )
-            refs = [ref for ref in written if isinstance(ref, str)]
+            prepared.refs.extend(ref for ref in written if isinstance(ref, str))
             for failure in written:
                 if isinstance(failure, BaseException):
                     raise failure
-            accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
-            refused = reason("rcpt.over_quota")
-            items = []
-            for recipient, copy, ref in zip(recipients, copies, refs, strict=True):
-                detail = f"queue_id={arrival.queue_id}"
-                if recipient.account.id in full:
-                    detail += "; over quota, accepted as grace with other recipients"
-                outcome = replace(
-                    base,
-                    recipient=recipient.address,
-                    account_id=recipient.account.id,
-                    size=len(copy),
-                    reply=str(accepted),
-                    detail=detail,
-                    time=arrival.time,
-                )
-                items.append(
-                    NewMessage(
-                        account_id=recipient.account.id,
-                        mailbox=SpecialUse.INBOX,
-                        blob_ref=ref,
-                        size=len(copy),
-                        internal_date=arrival.time,
-                        summary=summary,
-                        on_delivered=outcome,
-                        on_over_quota=replace(
-                            outcome,
-                            outcome=OutcomeKind.REJECTED,
-                            reason=refused.code,
-                            reply=str(refused.reply_for(address=recipient.address)),
-                        ),
-                        enforce_quota=False,
-                    )
-                )
-            await self._committer.append(items)
         except Exception as error:
-            await self._store_failed(base, recipients, body, refs, error)
+            await self.store_failed(prepared, error)
             return DeliveryResult(reason("store.failed").reply_for(), 0)
-        return DeliveryResult(accepted, len(items))
+        refused = reason("rcpt.over_quota")
+        for recipient, copy, ref in zip(recipients, copies, prepared.refs, strict=True):
+            detail = f"queue_id={arrival.queue_id}"
+            if recipient.account.id in full:
+                detail += "; over quota, accepted as grace with other recipients"
+            outcome = replace(
+                base,
+                recipient=recipient.address,
+                account_id=recipient.account.id,
+                size=len(copy),
+                reply=str(accepted),
+                detail=detail,
+                time=arrival.time,
+            )
+            prepared.items.append(
+                NewMessage(
+                    account_id=recipient.account.id,
+                    mailbox=SpecialUse.INBOX,
+                    blob_ref=ref,
+                    size=len(copy),
+                    internal_date=arrival.time,
+                    summary=summary,
+                    on_delivered=outcome,
+                    on_over_quota=replace(
+                        outcome,
+                        outcome=OutcomeKind.REJECTED,
+                        reason=refused.code,
+                        reply=str(refused.reply_for(address=recipient.address)),
+                    ),
+                    enforce_quota=False,
+                )
+            )
+        return prepared
 
     def _fresh_accounts(self, recipients: Sequence[Recipient]) -> dict[int, Account]:
         """Usage as of now, not as of RCPT: other messages may have arrived meanwhile."""
@@ -160,21 +196,19 @@ class LocalDelivery:
         )
         return DeliveryResult(reason("rcpt.over_quota").reply_for(address=recipients[0].address), 0)
 
-    async def _store_failed(
-        self,
-        base: Outcome,
-        recipients: Sequence[Recipient],
-        body: bytes,
-        refs: list[str],
-        error: Exception,
-    ) -> None:
+    async def store_failed(self, prepared: LocalCopies, error: Exception) -> None:
         """Nothing was committed: drop the blobs, tell the sender to retry, note why."""
         log.error("store failed, answering 451: %s", error)
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self._blobs.delete, refs)
+            await asyncio.to_thread(self._blobs.delete, prepared.refs)
         detail = f"{type(error).__name__}: {error}"[:500]
         await self._record_failures(
-            base, recipients, len(body), OutcomeKind.DEFERRED, "store.failed", lambda _: detail
+            prepared.base,
+            prepared.recipients,
+            prepared.size,
+            OutcomeKind.DEFERRED,
+            "store.failed",
+            lambda _: detail,
         )
 
     async def _record_failures(
