@@ -15,16 +15,21 @@ import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from tayori.auth.authenticator import Authenticator
 from tayori.auth.throttle import LoginThrottle
 from tayori.config.settings import HostPort, Settings
 from tayori.delivery.committer import DeliveryCommitter
+from tayori.delivery.dkim_signing import DkimSigner
 from tayori.delivery.local import LocalDelivery
+from tayori.delivery.submission import SubmissionDelivery
+from tayori.dns.resolver import DnsPythonResolver
 from tayori.servers.limits import ConnectionLimiter
 from tayori.servers.pop3 import Pop3Server
 from tayori.servers.smtp_inbound import InboundHandler
 from tayori.servers.smtp_session import SmtpListener
+from tayori.servers.smtp_submission import SubmissionHandler
 from tayori.servers.tls import server_context
 from tayori.storage.factory import Stores, open_stores
 
@@ -34,7 +39,7 @@ SHUTDOWN_GRACE = 30.0
 
 # Listeners the configuration knows that later versions serve; said so at start-up, never
 # silently skipped.
-NOT_YET = ("submission", "submissions", "imap", "imaps", "http")
+NOT_YET = ("imap", "imaps", "http")
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Service:
     settings: Settings
     stores: Stores | None = None
     committer: DeliveryCommitter | None = None
-    smtp: SmtpListener | None = None
+    smtp: list[SmtpListener] = field(default_factory=list)
     pop3: list[Pop3Server] = field(default_factory=list)
     listening: list[tuple[str, str]] = field(default_factory=list)
 
@@ -70,19 +75,59 @@ class Service:
         self.committer = DeliveryCommitter(stores.metadata)
         self.committer.start()
         listen = settings.listen
+        local = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
         if listen.smtp is not None:
-            delivery = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
-            handler = InboundHandler(stores.metadata, delivery, settings.limits)
-            self.smtp = SmtpListener(
+            handler = InboundHandler(stores.metadata, local, settings.limits)
+            smtp = SmtpListener(
                 handler,
                 hostname=hostname,
                 limits=settings.limits,
                 ssl_context=context,
                 limiter=limiter(),
             )
-            await self._listen("smtp", listen.smtp, self.smtp.start)
+            self.smtp.append(smtp)
+            await self._listen("smtp", listen.smtp, smtp.start)
 
+        # One authenticator, so POP3 and SMTP AUTH share the brute-force counters.
         authenticator = Authenticator(stores.metadata, LoginThrottle(settings.auth), settings.auth)
+        resolver = DnsPythonResolver(settings.dns)
+        submission = SubmissionHandler(
+            stores.metadata,
+            stores.queue,
+            authenticator,
+            resolver,
+            SubmissionDelivery(
+                local,
+                stores.blobs,
+                stores.queue,
+                DkimSigner(stores.queue),
+                hostname,
+                timedelta(seconds=settings.outbound.max_lifetime),
+            ),
+            settings.submission,
+            settings.limits,
+            settings.auth,
+        )
+        for role, address, implicit in (
+            ("submission", listen.submission, False),
+            ("submissions", listen.submissions, True),
+        ):
+            if address is None:
+                continue
+            if implicit and context is None:
+                log.warning("%s not started: no TLS certificate configured ([tls] cert, key)", role)
+                continue
+            listener = SmtpListener(
+                submission,
+                hostname=hostname,
+                limits=settings.limits,
+                ssl_context=context,
+                limiter=limiter(),
+                login=True,
+                implicit_tls=implicit,
+            )
+            self.smtp.append(listener)
+            await self._listen(role, address, listener.start)
         for role, address, implicit in (
             ("pop3", listen.pop3, False),
             ("pop3s", listen.pop3s, True),
@@ -117,8 +162,7 @@ class Service:
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let messages in flight finish, commit, then close the stores."""
         closing = [server.close() for server in self.pop3]
-        if self.smtp is not None:
-            closing.append(self.smtp.close(grace))
+        closing += [listener.close(grace) for listener in self.smtp]
         await asyncio.gather(*closing, return_exceptions=True)
         if self.committer is not None:
             await asyncio.to_thread(self.committer.stop)

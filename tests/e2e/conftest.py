@@ -19,9 +19,10 @@ import pytest
 
 from tayori.cli import main
 from tayori.servers.tls import write_self_signed
+from tayori.testing.dns_server import DnsServer, Zone
 from tests.conftest import temporary_pg_database
 
-ROLES = ("smtp", "pop3", "pop3s")
+ROLES = ("smtp", "submission", "submissions", "pop3", "pop3s")
 DOMAIN = "example.test"
 
 
@@ -34,20 +35,24 @@ def free_port() -> int:
 class Instance:
     """A data dir, a config, users, and a `tayori serve` process that can be (re)started."""
 
-    def __init__(self, root: Path, storage_url: str, extra_config: str = "") -> None:
+    def __init__(
+        self, root: Path, storage_url: str, dns: DnsServer, extra_config: str = ""
+    ) -> None:
         self.root = root
+        self.dns = dns
         root.mkdir(parents=True, exist_ok=True)
         self.config = root / "tayori.toml"
         self.ports = {role: free_port() for role in ROLES}
         self.cert = root / "tls" / "cert.pem"
         write_self_signed("mx.example.test", self.cert, root / "tls" / "key.pem")
         listen = "\n".join(f'{role} = "127.0.0.1:{port}"' for role, port in self.ports.items())
-        disabled = ("submission", "submissions", "imap", "imaps", "http")
+        disabled = ("imap", "imaps", "http")
         self.config.write_text(
             f'[server]\nhostname = "mx.example.test"\ndata_dir = "{root}"\n\n'
             f"[listen]\n{listen}\n" + "".join(f'{role} = ""\n' for role in disabled) + "\n"
             f'[storage]\nurl = "{storage_url}"\n\n'
             '[tls]\ncert = "tls/cert.pem"\nkey = "tls/key.pem"\n\n'
+            f'[dns]\nnameservers = ["{dns.nameserver}"]\ntimeout = 2.0\n\n'
             "[auth]\nfailure_delay = 0.05\n" + extra_config
         )
         self.process: subprocess.Popen[str] | None = None
@@ -164,13 +169,30 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
             yield url
 
 
+def base_zone() -> Zone:
+    """The world as the instance's DNS sees it: our domain, and a few senders' domains."""
+    zone = Zone()
+    for domain in (DOMAIN, "remote.test", "elsewhere.test"):
+        zone.add(domain, "MX", f"10 mx.{domain}")
+        zone.add(f"mx.{domain}", "A", "127.0.0.1")
+    zone.add("nullmx.test", "MX", "0 .")
+    return zone
+
+
 @pytest.fixture
-def make_instance(tmp_path: Path, backend: str) -> Iterator[object]:
+def dns_server() -> Iterator[DnsServer]:
+    """A real DNS server on loopback answering from `base_zone()`; tests may change it."""
+    with DnsServer(base_zone()) as server:
+        yield server
+
+
+@pytest.fixture
+def make_instance(tmp_path: Path, backend: str, dns_server: DnsServer) -> Iterator[object]:
     """Factory: `make_instance(extra_config="...")` builds (not starts) an instance."""
     made: list[Instance] = []
 
     def factory(extra_config: str = "") -> Instance:
-        instance = Instance(tmp_path / f"i{len(made)}", backend, extra_config)
+        instance = Instance(tmp_path / f"i{len(made)}", backend, dns_server, extra_config)
         made.append(instance)
         return instance
 

@@ -55,16 +55,25 @@ def _clean(text: str) -> str:
     return re.sub(r"[\r\n()\\]", "", text)[:255] or "unknown"
 
 
-def trace_headers(arrival: Arrival, hostname: str, sender: str, recipient: str) -> bytes:
-    """Return-Path, Delivered-To and Received for one recipient's copy."""
+def received_header(arrival: Arrival, hostname: str, recipient: str | None) -> str:
+    """The Received line for this hop; `for <recipient>` only when there is one recipient
+    (naming all of a message's recipients in every copy would disclose Bcc)."""
     client_host = _clean(arrival.client_host)
     tls = ""
     if arrival.tls_version:
         tls = f"\r\n\t(using {arrival.tls_version} with cipher {arrival.tls_cipher})"
-    received = (
+    recipient_part = f"\r\n\tfor <{recipient}>" if recipient else "\r\n\t"
+    return (
         f"Received: from {_clean(arrival.helo)} ({client_host} [{arrival.client_ip}])\r\n"
         f"\tby {hostname} (Tayori) with {protocol_keyword(arrival)} id {arrival.queue_id}"
-        f"{tls}\r\n\tfor <{recipient}>; {format_datetime(arrival.time)}\r\n"
+        f"{tls}{recipient_part}; {format_datetime(arrival.time)}\r\n"
     )
-    lines = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n{received}"
+
+
+def trace_headers(arrival: Arrival, hostname: str, sender: str, recipient: str) -> bytes:
+    """Return-Path, Delivered-To and Received for one recipient's copy."""
+    lines = (
+        f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n"
+        f"{received_header(arrival, hostname, recipient)}"
+    )
     return lines.encode("utf-8", "surrogateescape")

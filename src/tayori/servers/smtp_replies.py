@@ -17,6 +17,7 @@ EXACT: dict[str, str] = {
     "552 Error: Too much mail data": SIZE_EXCEEDED,
     "552 Error: message size exceeds fixed maximum message size": SIZE_EXCEEDED,
     "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
+    "553 5.1.3 Error: malformed address": "501 5.1.3 Bad address syntax",
     "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
     "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
 }

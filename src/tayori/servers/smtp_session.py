@@ -118,7 +118,10 @@ class TayoriSmtp(SMTP):
             self._connections.live.discard(self)
         super().connection_lost(error)
 
-    async def push(self, status: str) -> None:  # type: ignore[override]
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, bytes):  # AUTH challenges (334): never an enhanced code
+            await super().push(status)
+            return
         if not self._verbatim:
             envelope = self.envelope
             if is_size_exceeded(status) and isinstance(envelope, SessionEnvelope):

@@ -1,0 +1,112 @@
+"""A member's message, stored for every recipient before the `250`.
+
+Members' copies are made as for mail from outside (quota, trace headers); remote recipients
+share one queued copy. Both are committed in one transaction, so a `250` never means "some
+of the recipients".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from email.utils import format_datetime
+
+from tayori.core.reasons import reason
+from tayori.delivery.dkim_signing import DkimSigner
+from tayori.delivery.local import DeliveryResult, LocalCopies, LocalDelivery, Recipient
+from tayori.delivery.summary import header_block, summarise
+from tayori.delivery.trace import Arrival, normalise_line_endings, received_header
+from tayori.storage.interfaces import BlobStore, QueueStore
+from tayori.storage.records import Account, NewQueuedMessage
+
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+
+
+def complete_headers(message: bytes, hostname: str, arrival: Arrival) -> bytes:
+    """Add Date and Message-ID when the mail program left them out (RFC 6409 8.2, 8.3)."""
+    present = {name.lower() for name in _FIELD_NAME.findall(header_block(message))}
+    added = b""
+    if b"date" not in present:
+        added += f"Date: {format_datetime(arrival.time)}\r\n".encode()
+    if b"message-id" not in present:
+        added += f"Message-ID: <{uuid.uuid4().hex}@{hostname}>\r\n".encode()
+    return added + message
+
+
+class SubmissionDelivery:
+    def __init__(
+        self,
+        local: LocalDelivery,
+        blobs: BlobStore,
+        queue: QueueStore,
+        signer: DkimSigner,
+        hostname: str,
+        lifetime: timedelta,
+    ) -> None:
+        self._local = local
+        self._blobs = blobs
+        self._queue = queue
+        self._signer = signer
+        self._hostname = hostname
+        self._lifetime = lifetime
+
+    async def submit(
+        self,
+        account: Account,
+        sender: str,
+        local: Sequence[Recipient],
+        remote: Sequence[str],
+        content: bytes,
+        arrival: Arrival,
+    ) -> DeliveryResult:
+        body = complete_headers(normalise_line_endings(content), self._hostname, arrival)
+        domain = sender.rpartition("@")[2]
+        body = await asyncio.to_thread(self._signer.sign, body, domain)
+        summary = summarise(body)
+        copies: LocalCopies | None = None
+        if local:
+            prepared = await self._local.prepare(
+                sender, local, body, summary, arrival, others_accepted=bool(remote)
+            )
+            if isinstance(prepared, DeliveryResult):
+                return prepared
+            copies = prepared
+        remote_ref: str | None = None
+        try:
+            queued = None
+            if remote:
+                single = remote[0] if len(remote) == 1 else None
+                copy = received_header(arrival, self._hostname, single).encode() + body
+                remote_ref = await asyncio.to_thread(self._blobs.put, [copy])
+                queued = NewQueuedMessage(
+                    queue_id=arrival.queue_id,
+                    sender=sender,
+                    account_id=account.id,
+                    blob_ref=remote_ref,
+                    size=len(copy),
+                    message_id=summary.message_id,
+                    subject=summary.subject,
+                    created=arrival.time,
+                    expires=arrival.time + self._lifetime,
+                    recipients=tuple(remote),
+                )
+            items = copies.items if copies else []
+            await asyncio.to_thread(self._queue.enqueue, queued, items)
+        except Exception as error:
+            if remote_ref is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._blobs.delete, [remote_ref])
+            if copies is not None:
+                await self._local.store_failed(copies, error)
+            return DeliveryResult(reason("store.failed").reply_for(), 0)
+        # Counted after the commit: a failed count must not turn a stored message into a 451.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                self._queue.record_submission, account.id, arrival.time, len(local) + len(remote)
+            )
+        accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
+        return DeliveryResult(accepted, len(local) + len(remote))
