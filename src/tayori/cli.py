@@ -34,7 +34,7 @@ from tayori.core.sizes import format_size, parse_size
 
 if TYPE_CHECKING:
     from tayori.storage.factory import Stores
-    from tayori.storage.records import Account
+    from tayori.storage.records import Account, QueuedRecipient, QueueEntry
 
 __all__ = ["main"]
 
@@ -565,6 +565,292 @@ def _cmd_outcomes(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- outbound queue ---------------------------------------------------------------------------
+
+
+def _span(seconds: float) -> str:
+    """A duration as an admin reads it at a glance: 45s, 12m, 3h05m, 2d04h."""
+    whole = max(int(seconds), 0)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02}h"
+
+
+def _utc(moment: datetime) -> str:
+    return _iso(moment).replace("T", " ").removesuffix("Z")[:19] + " UTC"
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    """An absolute UTC time with how far away it is, e.g. `2025-05-01 10:00:00 UTC (in 25m)`."""
+    delta = (moment - now).total_seconds()
+    relative = f"in {_span(delta)}" if delta > 0 else f"{_span(-delta)} ago"
+    return f"{_utc(moment)} ({relative})"
+
+
+def _next_try(recipient: QueuedRecipient, now: datetime) -> str:
+    if recipient.state != "queued":
+        return "-"
+    if recipient.bounce_requested:
+        return "bounce requested"
+    if recipient.next_attempt <= now:
+        return "now"
+    return _iso(recipient.next_attempt).replace("T", " ").removesuffix("Z")[:16]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _queued(stores: Stores, queue_id: str) -> QueueEntry:
+    entry = stores.queue.get_queue_entry(queue_id)
+    if entry is None:
+        raise NotFoundError(
+            f"there is no queued message {queue_id} (delivered, bounced or deleted meanwhile?); "
+            "see `tayori queue list`"
+        )
+    return entry
+
+
+def _cmd_queue_list(args: argparse.Namespace) -> int:
+    with _open_stores(args) as stores:
+        entries = stores.queue.list_queue(deferred_only=args.deferred)
+    if not entries:
+        _out("no deferred messages" if args.deferred else "the queue is empty")
+        return 0
+    now = datetime.now(UTC)
+    rows: list[list[str]] = []
+    for entry in entries:
+        first = [
+            entry.queue_id,
+            _span((now - entry.created).total_seconds()),
+            format_size(entry.size),
+            _clip(entry.sender or "<>", 32),
+        ]
+        for index, r in enumerate(entry.recipients):
+            rows.append(
+                [
+                    *(first if index == 0 else [""] * len(first)),
+                    _clip(r.recipient, 32),
+                    str(r.state),
+                    str(r.attempts),
+                    _next_try(r, now),
+                    _clip(_one_line(r.last_reply), 60),
+                ]
+            )
+    header = ["QUEUE ID", "AGE", "SIZE", "SENDER", "RECIPIENT", "STATE", "TRIES"]
+    _out(*_table([*header, "NEXT TRY (UTC)", "LAST REPLY"], rows))
+    waiting = sum(r.state == "queued" for entry in entries for r in entry.recipients)
+    _out("", f"{len(entries)} message(s), {waiting} recipient(s) waiting")
+    return 0
+
+
+def _cmd_queue_show(args: argparse.Namespace) -> int:
+    with _open_stores(args) as stores:
+        entry = _queued(stores, args.queue_id)
+        account = (
+            stores.metadata.get_account_by_id(entry.account_id)
+            if entry.account_id is not None
+            else None
+        )
+    now = datetime.now(UTC)
+    member = ""
+    if entry.account_id is not None:
+        member = f" (member {account.address})" if account else " (member account removed)"
+    _out(
+        f"Queue ID:      {entry.queue_id}",
+        f"Sender:        {entry.sender or '<> (a delivery report: never bounced)'}{member}",
+        f"Message-ID:    {entry.message_id or '-'}",
+        f"Subject:       {_one_line(entry.subject) or '-'}",
+        f"Size:          {format_size(entry.size)}",
+        f"Queued:        {_when(entry.created, now)}",
+        f"Expires:       {_when(entry.expires, now)}",
+        f"Delay notice:  {'sent' if entry.delay_warned else 'not sent'}",
+        f"Stored as:     {entry.blob_ref}",
+        "Recipients:",
+    )
+    for r in entry.recipients:
+        if r.state != "queued":
+            state = str(r.state)
+        elif r.bounce_requested:
+            state = "queued; bounce requested: the queue worker bounces it at its next run"
+        else:
+            state = f"queued; next attempt {_when(r.next_attempt, now)}"
+        last = _when(r.last_attempt, now) if r.last_attempt else "never"
+        reply = r.last_reply.splitlines() or ["-"]
+        _out(
+            f"  {r.recipient}",
+            f"    state:         {state}",
+            f"    attempts:      {r.attempts} (last: {last})",
+            f"    remote MTA:    {r.remote_mta or '-'}",
+            f"    last reply:    {reply[0]}",
+            *(f"                   {line}" for line in reply[1:]),
+        )
+    return 0
+
+
+def _cmd_queue_retry(args: argparse.Namespace) -> int:
+    queue_id = None if args.all else args.queue_id
+    with _open_stores(args) as stores:
+        count = stores.queue.retry_now(queue_id, datetime.now(UTC))
+    what = "in the queue" if queue_id is None else f"of {queue_id}"
+    if not count:
+        _out(f"nothing is waiting {what}")
+        return 0
+    _out(f"{count} recipient(s) {what} will be tried at the queue worker's next run")
+    return 0
+
+
+def _cmd_queue_delete(args: argparse.Namespace) -> int:
+    with _open_stores(args) as stores:
+        entry = _queued(stores, args.queue_id)
+        waiting = sum(r.state == "queued" for r in entry.recipients)
+        sender = entry.sender or "<>"
+        if not args.yes:
+            if not _is_tty():
+                raise CommandError(
+                    f"not deleting {entry.queue_id} without confirmation; add --yes to delete "
+                    "it without telling the sender"
+                )
+            answer = input(
+                f"Delete {entry.queue_id} from {sender} to {waiting} waiting recipient(s), "
+                "without telling the sender? [y/N] "
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                _out("nothing was deleted")
+                return EXIT_FAILED
+        refs = stores.queue.delete_queued(entry.queue_id)
+        # After the commit: a crash here leaves unreferenced bytes, never a queued message
+        # without them.
+        stores.blobs.delete(refs)
+    _out(f"deleted {entry.queue_id}; {sender} gets no report about it")
+    return 0
+
+
+def _cmd_queue_bounce(args: argparse.Namespace) -> int:
+    with _open_stores(args) as stores:
+        entry = _queued(stores, args.queue_id)
+        count = stores.queue.request_bounce(entry.queue_id, datetime.now(UTC))
+    report = (
+        f"a delivery report goes to {entry.sender}"
+        if entry.sender
+        else "no report: the sender is empty (the message is a report itself)"
+    )
+    _out(
+        f"{count} recipient(s) of {entry.queue_id} will be bounced by the running queue "
+        f"worker at its next run; {report}"
+    )
+    return 0
+
+
+# --- DKIM keys --------------------------------------------------------------------------------
+
+DKIM_KEY_BITS = 2048
+_TXT_CHUNK = 255  # the most one character-string of a TXT record holds (RFC 1035 3.3)
+
+
+def _dkim_record(domain: str, selector: str, private_key_pem: str) -> list[str]:
+    """The TXT record to publish, as a web DNS form wants it (name, value) and as a zone file
+    line, whose strings may hold 255 characters each."""
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+
+    key = load_pem_private_key(private_key_pem.encode(), password=None)
+    public = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    value = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+    name = f"{selector}._domainkey.{domain}"
+    quoted = [f'"{value[i : i + _TXT_CHUNK]}"' for i in range(0, len(value), _TXT_CHUNK)]
+    zone = [f"{name}. IN TXT ( {quoted[0]}", *(f"    {string}" for string in quoted[1:])]
+    zone[-1] += " )"
+    return [
+        f"  name   {name}",
+        "  type   TXT",
+        f"  value  {value}",
+        "",
+        "Zone file form:",
+        "",
+        *zone,
+    ]
+
+
+def _cmd_dkim_generate(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from tayori.storage.sql_queue import check_selector
+
+    domain = _domain(args.domain)
+    selector = check_selector(args.selector or f"tayori{datetime.now(UTC):%Y%m}")
+    with _open_stores(args) as stores:
+        # Checked first, so no key is made (a second or so) for nothing; the store checks
+        # again inside its transaction.
+        if domain not in {d.name for d in stores.metadata.list_domains()}:
+            raise NotFoundError(
+                f"domain {domain} is not hosted here; add it with `tayori domain add {domain}`"
+            )
+        key = rsa.generate_private_key(public_exponent=65537, key_size=DKIM_KEY_BITS)
+        # PKCS#1 ("RSA PRIVATE KEY"): the form every DKIM library reads.
+        pem = key.private_bytes(
+            Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption()
+        ).decode()
+        stored = stores.queue.add_dkim_key(domain, selector, pem)
+    _out(
+        f"Created DKIM key {stored.selector} for {domain} (RSA {DKIM_KEY_BITS}). Mail from "
+        f"{domain} is signed with it from now on (each node within a minute): publish this "
+        "DNS record now, as receivers cannot check the signatures until they find it.",
+        "",
+        *_dkim_record(domain, stored.selector, stored.private_key_pem),
+    )
+    return 0
+
+
+def _cmd_dkim_show(args: argparse.Namespace) -> int:
+    domain = _domain(args.domain)
+    with _open_stores(args) as stores:
+        key = stores.queue.get_dkim_key(domain)
+    if key is None:
+        raise NotFoundError(
+            f"{domain} has no DKIM key; create one with `tayori dkim generate {domain}`"
+        )
+    _out(
+        f"DKIM key {key.selector} for {domain}, created {_utc(key.created)}. Its DNS record:",
+        "",
+        *_dkim_record(domain, key.selector, key.private_key_pem),
+    )
+    return 0
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _cmd_message_inspect(args: argparse.Namespace) -> int:
+    # Imported here so the other commands do not load the MIME layer. Needs no config or
+    # database: it reads the file it is given.
+    from tayori.mime import inspect_report, parse_message, render_text
+
+    path = Path(args.file)
+    if path.is_dir():
+        raise CommandError(f"{args.file} is a directory; give the path of one message file")
+    report = inspect_report(parse_message(path.read_bytes()))
+    if args.json:
+        _out(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        _out(render_text(report))
+    return 0
+
+
 # --- the parser -------------------------------------------------------------------------------
 
 
@@ -659,6 +945,47 @@ def _build_parser() -> argparse.ArgumentParser:
     outcomes.add_argument("--since", metavar="T", help="e.g. 2h, 3d, 2024-05-01 (UTC)")
     outcomes.add_argument("--limit", type=int, default=100, metavar="N", help="default 100")
     outcomes.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    queue = group("queue", "the outbound queue: mail waiting for other providers' servers")
+    command(queue, "list", _cmd_queue_list, "queued messages and their recipients").add_argument(
+        "--deferred", action="store_true", help="only those that failed at least once"
+    )
+    command(queue, "show", _cmd_queue_show, "everything about one queued message").add_argument(
+        "queue_id", metavar="ID"
+    )
+    retry = command(queue, "retry", _cmd_queue_retry, "try again at the next run, not later")
+    which_queued = retry.add_mutually_exclusive_group(required=True)
+    which_queued.add_argument("queue_id", nargs="?", metavar="ID")
+    which_queued.add_argument("--all", action="store_true", help="every queued message")
+    queue_delete = command(
+        queue, "delete", _cmd_queue_delete, "drop a queued message without telling the sender"
+    )
+    queue_delete.add_argument("queue_id", metavar="ID")
+    queue_delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    command(
+        queue, "bounce", _cmd_queue_bounce, "give up on a message: bounced at the next run"
+    ).add_argument("queue_id", metavar="ID")
+
+    dkim = group("dkim", "DKIM signing keys of hosted domains")
+    generate = command(
+        dkim, "generate", _cmd_dkim_generate, "make a new signing key and print its DNS record"
+    )
+    generate.add_argument("domain")
+    generate.add_argument("--selector", metavar="S", help="default: tayori + YYYYMM")
+    command(dkim, "show", _cmd_dkim_show, "print the DNS record of the active key").add_argument(
+        "domain"
+    )
+
+    message = group("message", "look inside message files")
+    inspect = command(
+        message,
+        "inspect",
+        _cmd_message_inspect,
+        "show what Tayori makes of a message file: headers, MIME tree, text, attachments, "
+        "defects",
+    )
+    inspect.add_argument("file", metavar="FILE", help="a raw message (.eml), as received")
+    inspect.add_argument("--json", action="store_true", help="one JSON object")
     return parser
 
 

@@ -22,7 +22,8 @@ from tayori.storage.engine import (
     safe_url,
     write_transaction,
 )
-from tayori.storage.interfaces import BlobStore, MetadataStore
+from tayori.storage.interfaces import BlobStore, MetadataStore, QueueStore
+from tayori.storage.sql_queue import SqlQueueStore
 from tayori.storage.sql_store import Clock, SqlMetadataStore
 
 _SCRIPT_LOCATION = "tayori.storage:migrations"
@@ -38,10 +39,11 @@ class SchemaNotReadyError(TayoriError):
 class Stores:
     metadata: MetadataStore
     blobs: BlobStore
+    queue: QueueStore
 
     def close(self) -> None:
-        # The blob store shares the metadata store's engine in PostgreSQL mode; this
-        # disposes of it once.
+        # The queue store, and the blob store in PostgreSQL mode, share the metadata
+        # store's engine; this disposes of it once.
         self.metadata.close()
 
 
@@ -85,11 +87,17 @@ def open_stores(url: str, data_dir: Path, *, clock: Clock = utcnow) -> Stores:
         engine.dispose()
         raise
     metadata = SqlMetadataStore(engine, clock=clock)
+    # One engine for both: enqueue appends local copies and queues remote ones in one
+    # transaction, and the queue's blob refs count when a mailbox expunge frees blobs.
+    queue = SqlQueueStore(engine, clock=clock)
+    blobs: BlobStore
     if engine.dialect.name == "sqlite":
         blob_dir = data_dir / "messages"
         blob_dir.mkdir(parents=True, exist_ok=True)
-        return Stores(metadata=metadata, blobs=FileBlobStore(blob_dir))
-    return Stores(metadata=metadata, blobs=SqlBlobStore(engine))
+        blobs = FileBlobStore(blob_dir)
+    else:
+        blobs = SqlBlobStore(engine)
+    return Stores(metadata=metadata, blobs=blobs, queue=queue)
 
 
 def migrate(url: str, data_dir: Path) -> None:

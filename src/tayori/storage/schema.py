@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -32,6 +33,8 @@ from sqlalchemy.types import TypeDecorator
 ADDRESS_LEN = 320
 INDEXED_TEXT_LEN = 512
 BLOB_REF_LEN = 64
+QUEUE_ID_LEN = 64
+DOMAIN_LEN = 253
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -288,4 +291,99 @@ blob_chunks = Table(
     ),
     Column("seq", Integer, primary_key=True),
     Column("data", LargeBinary, nullable=False),
+)
+
+
+# --- the outbound queue -------------------------------------------------------------------
+# One row per queued message; the lease columns say which node is delivering it until when
+# (a node that dies simply lets its lease run out). No foreign key to accounts: mail a member
+# sent before the account was removed is still delivered, and `account_id` is history.
+# Free text (addresses, replies, MTA names) is Text: nothing here is indexed, and a value
+# longer than a declared length would fail on PostgreSQL and pass on SQLite.
+queue_messages = Table(
+    "queue_messages",
+    metadata,
+    Column("id", _big_id(), primary_key=True),
+    Column("queue_id", String(QUEUE_ID_LEN), nullable=False, unique=True),
+    Column("sender", Text, nullable=False),
+    Column("account_id", Integer, nullable=True),
+    # Indexed so that an expunge can tell whether a queued copy still needs the blob.
+    Column("blob_ref", String(BLOB_REF_LEN), nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("expires", UtcDateTime, nullable=False),
+    Column("delay_warned", Boolean, nullable=False),
+    Column("lease_holder", Text, nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+queue_recipients = Table(
+    "queue_recipients",
+    metadata,
+    Column("id", _big_id(), primary_key=True),
+    Column(
+        "queue_message_id",
+        _big_id(),
+        ForeignKey("queue_messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("recipient", Text, nullable=False),
+    Column("domain", String(DOMAIN_LEN), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt", UtcDateTime, nullable=False),
+    Column("last_attempt", UtcDateTime, nullable=True),
+    Column("last_reply", Text, nullable=False),
+    Column("remote_mta", Text, nullable=False),
+    Column("bounce_requested", Boolean, nullable=False),
+    sqlite_autoincrement=True,
+)
+# What every claim asks: queued recipients due by now, as an index range read.
+Index(
+    "ix_queue_recipients_state_next_attempt",
+    queue_recipients.c.state,
+    queue_recipients.c.next_attempt,
+)
+
+# One row per accepted submission, counted by the per-account sending limits. Rows of a
+# removed account go with it (ids are never reused, see sqlite_autoincrement above).
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", _big_id(), primary_key=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("time", UtcDateTime, nullable=False),
+    Column("recipients", Integer, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_submissions_account_id_time", submissions.c.account_id, submissions.c.time)
+
+# DKIM signing keys, in the store so that every node signs with the same key. Old keys are
+# kept inactive: their DNS records may still be published while signatures made with them
+# are verified. A selector names one key in DNS, hence unique per domain.
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("domains.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("selector", String(DOMAIN_LEN), nullable=False),
+    Column("private_key_pem", Text, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("active", Boolean, nullable=False),
+    UniqueConstraint("domain_id", "selector"),
+    sqlite_autoincrement=True,
 )

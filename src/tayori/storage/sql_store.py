@@ -3,6 +3,10 @@
 Writers lock what they change in a fixed order (accounts by id, then mailboxes by id) with
 `SELECT … FOR UPDATE` on PostgreSQL; on SQLite the same statements run inside BEGIN IMMEDIATE,
 which serialises writers for the whole transaction, and FOR UPDATE renders as nothing.
+
+The public helpers at the bottom (`append_in`, `insert_outcomes`, `unreferenced_blobs`, …)
+work inside a caller's transaction; the queue store (`sql_queue`) uses them, so that queueing
+a submission appends its local copies exactly as `append_messages` does.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from tayori.storage.schema import (
     mailboxes,
     maildrop_locks,
     messages,
+    queue_messages,
 )
 from tayori.storage.schema import outcomes as outcome_table
 
@@ -91,7 +96,7 @@ class SqlMetadataStore:
             if _domain_id(conn, domain) is not None:
                 raise ConflictError(f"domain {domain} is hosted here already")
             result = conn.execute(insert(domains).values(name=domain, created=self._clock()))
-            return Domain(id=_new_id(result.inserted_primary_key), name=domain)
+            return Domain(id=new_id(result.inserted_primary_key), name=domain)
 
     def list_domains(self) -> list[Domain]:
         with self._read() as conn:
@@ -101,7 +106,7 @@ class SqlMetadataStore:
     def remove_domain(self, name: str) -> None:
         domain = normalise_domain(name)
         with self._write() as conn:
-            domain_id = _require_domain(conn, domain)
+            domain_id = require_domain(conn, domain)
             in_use = conn.execute(
                 select(
                     select(func.count())
@@ -126,7 +131,7 @@ class SqlMetadataStore:
         _check_quota(quota_bytes)
         now = self._clock()
         with self._write() as conn:
-            domain_id = _require_domain(conn, _domain_of(addr))
+            domain_id = require_domain(conn, _domain_of(addr))
             _require_unused(conn, addr)
             result = conn.execute(
                 insert(accounts).values(
@@ -139,7 +144,7 @@ class SqlMetadataStore:
                     created=now,
                 )
             )
-            account_id = _new_id(result.inserted_primary_key)
+            account_id = new_id(result.inserted_primary_key)
             conn.execute(
                 insert(addresses).values(address=addr, domain_id=domain_id, account_id=account_id)
             )
@@ -220,7 +225,7 @@ class SqlMetadataStore:
             conn.execute(delete(accounts).where(accounts.c.id == account_id))
             if alias_ids:
                 _delete_empty_aliases(conn, alias_ids)
-            return _unreferenced(conn, refs)
+            return unreferenced_blobs(conn, refs)
 
     # --- aliases -------------------------------------------------------------
     def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
@@ -229,7 +234,7 @@ class SqlMetadataStore:
         if not wanted:
             raise TayoriError(f"alias {addr} needs at least one target account")
         with self._write() as conn:
-            domain_id = _require_domain(conn, _domain_of(addr))
+            domain_id = require_domain(conn, _domain_of(addr))
             owner = _address_owner(conn, addr)
             if owner is not None and owner.account_id is not None:
                 raise ConflictError(
@@ -243,7 +248,7 @@ class SqlMetadataStore:
                 result = conn.execute(
                     insert(aliases).values(address=addr, domain_id=domain_id, created=self._clock())
                 )
-                alias_id = _new_id(result.inserted_primary_key)
+                alias_id = new_id(result.inserted_primary_key)
                 conn.execute(
                     insert(addresses).values(address=addr, domain_id=domain_id, alias_id=alias_id)
                 )
@@ -354,49 +359,8 @@ class SqlMetadataStore:
         """Raises NotFoundError, appending nothing, when an item's account is gone."""
         if not items:
             return []
-        for item in items:
-            if item.size < 0:
-                raise ValueError(f"message size {item.size} is negative")
         with self._write() as conn:
-            usage = _lock_accounts(conn, {item.account_id for item in items})
-            boxes = _lock_mailboxes(conn, {(item.account_id, item.mailbox) for item in items})
-            message_rows: list[dict[str, Any]] = []
-            outcome_rows: list[dict[str, Any]] = []
-            results: list[AppendResult] = []
-            grown: dict[int, int] = dict.fromkeys(usage, 0)
-            for item in items:
-                quota, used = usage[item.account_id]
-                box = boxes[(item.account_id, item.mailbox)]
-                if item.enforce_quota and quota > 0 and used + item.size > quota:
-                    outcome_rows.append(_outcome_row(item.on_over_quota))
-                    results.append(AppendResult(appended=False, mailbox_id=box.id, uid=0))
-                    continue
-                uid = box.take_uid()
-                usage[item.account_id] = (quota, used + item.size)
-                grown[item.account_id] += item.size
-                message_rows.append(_message_row(item, box.id, uid, box.highestmodseq))
-                delivered = item.on_delivered
-                detail = f"{delivered.detail} mailbox={box.name} uid={uid}".strip()
-                outcome_rows.append(_outcome_row(dataclasses.replace(delivered, detail=detail)))
-                results.append(AppendResult(appended=True, mailbox_id=box.id, uid=uid))
-            if message_rows:
-                conn.execute(insert(messages), message_rows)
-            for box in boxes.values():
-                if box.changed:
-                    conn.execute(
-                        update(mailboxes)
-                        .where(mailboxes.c.id == box.id)
-                        .values(uidnext=box.uidnext, highestmodseq=box.highestmodseq)
-                    )
-            for account_id, size in grown.items():
-                if size:
-                    conn.execute(
-                        update(accounts)
-                        .where(accounts.c.id == account_id)
-                        .values(used_bytes=accounts.c.used_bytes + size)
-                    )
-            conn.execute(insert(outcome_table), outcome_rows)
-        return results
+            return append_in(conn, items)
 
     def list_messages(self, mailbox_id: int) -> list[StoredMessage]:
         with self._read() as conn:
@@ -422,7 +386,7 @@ class SqlMetadataStore:
                 select(mailboxes.c.id).where(mailboxes.c.id == mailbox_id).with_for_update()
             )
             found: list[tuple[int, int, str]] = []
-            for batch in _batches(sorted(set(message_ids))):
+            for batch in in_batches(sorted(set(message_ids))):
                 found.extend(
                     conn.execute(
                         select(messages.c.id, messages.c.size, messages.c.blob_ref).where(
@@ -432,7 +396,7 @@ class SqlMetadataStore:
                 )
             if not found:
                 return []
-            for batch in _batches([row[0] for row in found]):
+            for batch in in_batches([row[0] for row in found]):
                 conn.execute(delete(messages).where(messages.c.id.in_(batch)))
             freed = sum(row[1] for row in found)
             conn.execute(
@@ -445,14 +409,14 @@ class SqlMetadataStore:
                 .where(mailboxes.c.id == mailbox_id)
                 .values(highestmodseq=mailboxes.c.highestmodseq + 1)
             )
-            return _unreferenced(conn, [row[2] for row in found])
+            return unreferenced_blobs(conn, [row[2] for row in found])
 
     # --- outcomes --------------------------------------------------------------
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
         with self._write() as conn:
-            conn.execute(insert(outcome_table), [_outcome_row(outcome) for outcome in outcomes])
+            insert_outcomes(conn, outcomes)
 
     def list_outcomes(
         self,
@@ -557,7 +521,7 @@ def _domain_id(conn: Connection, domain: str) -> int | None:
     return conn.scalar(select(domains.c.id).where(domains.c.name == domain))
 
 
-def _require_domain(conn: Connection, domain: str) -> int:
+def require_domain(conn: Connection, domain: str) -> int:
     domain_id = _domain_id(conn, domain)
     if domain_id is None:
         raise NotFoundError(
@@ -605,15 +569,17 @@ def _alias_target_id(conn: Connection, target: str) -> int:
     return int(owner.account_id)
 
 
-def _unreferenced(conn: Connection, refs: list[str]) -> list[str]:
-    """The refs no remaining message uses. Delivery may store one blob for all local
-    recipients of a message; deleting it when one of them expunges would lose the others'."""
+def unreferenced_blobs(conn: Connection, refs: list[str]) -> list[str]:
+    """The refs no remaining message uses, in a mailbox or in the outbound queue. Delivery
+    may store one blob for all recipients of a message, local and remote; deleting it when
+    one of them expunges, or when the queue is done, would lose the others'."""
     unique = list(dict.fromkeys(refs))
     still_used: set[str] = set()
-    for batch in _batches(unique):
-        still_used.update(
-            conn.scalars(select(messages.c.blob_ref).where(messages.c.blob_ref.in_(batch)))
-        )
+    for batch in in_batches(unique):
+        for table in (messages, queue_messages):
+            still_used.update(
+                conn.scalars(select(table.c.blob_ref).where(table.c.blob_ref.in_(batch)))
+            )
     return [ref for ref in unique if ref not in still_used]
 
 
@@ -653,6 +619,61 @@ def _aliases_where(conn: Connection, condition: ColumnElement[bool]) -> list[Ali
 
 
 # --- helpers: appends ---------------------------------------------------------------
+
+
+def append_in(conn: Connection, items: Sequence[NewMessage]) -> list[AppendResult]:
+    """`append_messages` inside the caller's write transaction, so that the queue's enqueue
+    appends local copies with exactly the same quota, UID and outcome rules."""
+    if not items:
+        return []
+    for item in items:
+        if item.size < 0:
+            raise ValueError(f"message size {item.size} is negative")
+    usage = _lock_accounts(conn, {item.account_id for item in items})
+    boxes = _lock_mailboxes(conn, {(item.account_id, item.mailbox) for item in items})
+    message_rows: list[dict[str, Any]] = []
+    outcome_rows: list[dict[str, Any]] = []
+    results: list[AppendResult] = []
+    grown: dict[int, int] = dict.fromkeys(usage, 0)
+    for item in items:
+        quota, used = usage[item.account_id]
+        box = boxes[(item.account_id, item.mailbox)]
+        if item.enforce_quota and quota > 0 and used + item.size > quota:
+            outcome_rows.append(_outcome_row(item.on_over_quota))
+            results.append(AppendResult(appended=False, mailbox_id=box.id, uid=0))
+            continue
+        uid = box.take_uid()
+        usage[item.account_id] = (quota, used + item.size)
+        grown[item.account_id] += item.size
+        message_rows.append(_message_row(item, box.id, uid, box.highestmodseq))
+        delivered = item.on_delivered
+        detail = f"{delivered.detail} mailbox={box.name} uid={uid}".strip()
+        outcome_rows.append(_outcome_row(dataclasses.replace(delivered, detail=detail)))
+        results.append(AppendResult(appended=True, mailbox_id=box.id, uid=uid))
+    if message_rows:
+        conn.execute(insert(messages), message_rows)
+    for box in boxes.values():
+        if box.changed:
+            conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == box.id)
+                .values(uidnext=box.uidnext, highestmodseq=box.highestmodseq)
+            )
+    for account_id, size in grown.items():
+        if size:
+            conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(used_bytes=accounts.c.used_bytes + size)
+            )
+    conn.execute(insert(outcome_table), outcome_rows)
+    return results
+
+
+def insert_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    """Record outcomes inside the caller's transaction (none is a no-op)."""
+    if outcomes:
+        conn.execute(insert(outcome_table), [_outcome_row(outcome) for outcome in outcomes])
 
 
 @dataclasses.dataclass
@@ -828,7 +849,7 @@ def _outcome(row: Row[Any]) -> Outcome:
 # --- helpers: small -----------------------------------------------------------------
 
 
-def _new_id(primary_key: Any) -> int:
+def new_id(primary_key: Any) -> int:
     return int(primary_key[0])
 
 
@@ -846,6 +867,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun if n == 1 else plural}"
 
 
-def _batches(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
+def in_batches(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
     for start in range(0, len(values), _IN_BATCH):
         yield values[start : start + _IN_BATCH]
