@@ -204,3 +204,43 @@ def test_swaks_submission_with_auth_and_starttls(instance: Instance) -> None:
         instance.ports["pop3"], "bob@example.test", instance.passwords["bob@example.test"]
     )
     assert b"Subject: via swaks" in stored
+
+
+def test_dkim_signature_verifies_against_the_published_record(instance: Instance) -> None:
+    import re
+
+    import dkim
+    import dns.resolver
+
+    printed = instance.cli("dkim", "generate", "example.test", "--selector", "s1")
+    value = re.search(r"^  value  (v=DKIM1; .*)$", printed, re.MULTILINE)
+    assert value is not None
+    instance.dns.zone.add("s1._domainkey.example.test", "TXT", value.group(1))
+    with submission(instance) as client:
+        client.sendmail(
+            "alice@example.test",
+            ["bob@example.test"],
+            message("Alice <alice@example.test>", "bob@example.test", "signed").as_bytes(),
+        )
+    [stored] = pop3_download(
+        instance.ports["pop3"], "bob@example.test", instance.passwords["bob@example.test"]
+    )
+    assert b"DKIM-Signature: v=1; a=rsa-sha256;" in stored
+    unfolded = stored.replace(b"\r\n\t", b" ").replace(b"\r\n ", b" ")
+    signature = re.search(rb"^DKIM-Signature: (.*)$", unfolded, re.MULTILINE)
+    assert signature is not None
+    tags = dict(tag.strip().split(b"=", 1) for tag in signature.group(1).split(b";") if b"=" in tag)
+    assert (tags[b"d"], tags[b"s"]) == (b"example.test", b"s1")
+
+    # Verify as a receiving provider would: the key fetched over DNS (our test server).
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [instance.dns.host]
+    resolver.port = instance.dns.port
+
+    def txt(name: bytes, timeout: int = 5) -> bytes:
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    assert dkim.verify(stored, dnsfunc=txt)
+    tampered = stored.replace(b"signed", b"changed")
+    assert not dkim.verify(tampered, dnsfunc=txt)
