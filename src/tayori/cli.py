@@ -29,7 +29,7 @@ from tayori.config.reference import render_config_file
 from tayori.config.settings import Settings
 from tayori.core.address import AddressError, normalise_domain, parse_address
 from tayori.core.errors import ConfigError, ConflictError, NotFoundError, TayoriError
-from tayori.core.outcome import Outcome
+from tayori.core.outcome import Direction, Outcome, OutcomeKind
 from tayori.core.sizes import format_size, parse_size
 
 if TYPE_CHECKING:
@@ -722,7 +722,24 @@ def _cmd_queue_delete(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes"):
                 _out("nothing was deleted")
                 return EXIT_FAILED
-        refs = stores.queue.delete_queued(entry.queue_id)
+        # Each recipient still waiting ends in an outcome, like every other message.
+        outcomes = [
+            Outcome(
+                direction=Direction.OUTBOUND,
+                sender=entry.sender,
+                recipient=r.recipient,
+                outcome=OutcomeKind.DISCARDED,
+                reason="queue.deleted",
+                detail=f"tayori queue delete {entry.queue_id}; last reply: {r.last_reply}",
+                account_id=entry.account_id,
+                message_id=entry.message_id,
+                subject=entry.subject,
+                size=entry.size,
+            )
+            for r in entry.recipients
+            if r.state == "queued"
+        ]
+        refs = stores.queue.delete_queued(entry.queue_id, outcomes=outcomes)
         # After the commit: a crash here leaves unreferenced bytes, never a queued message
         # without them.
         stores.blobs.delete(refs)

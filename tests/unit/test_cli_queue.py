@@ -244,6 +244,12 @@ def test_delete_asks_first(tayori: Tayori, stores: Stores) -> None:
     assert stores.queue.get_queue_entry("Q1") is None
     with pytest.raises(NotFoundError):
         stores.blobs.open(ref)
+    # The recipient still waiting ends in an outcome saying why it never arrived.
+    [deleted] = [
+        o.outcome for o in stores.metadata.list_outcomes() if o.outcome.reason == "queue.deleted"
+    ]
+    assert (deleted.outcome, deleted.direction) == ("discarded", "out")
+    assert deleted.detail.startswith("tayori queue delete Q1")
 
 
 def test_delete_keeps_bytes_a_mailbox_copy_shares(tayori: Tayori, stores: Stores) -> None:

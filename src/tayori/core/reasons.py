@@ -242,6 +242,19 @@ _CODES: tuple[ReasonCode, ...] = (
         "How long it was queued and the last error.",
     ),
     ReasonCode(
+        "queue.deleted",
+        None,
+        Text(
+            "管理者が送信待ちのメールを削除しました。相手には届いていません。",
+            "An administrator removed the message from the sending queue; it was not delivered.",
+        ),
+        Text(
+            "必要であれば、もう一度送ってください。理由はサポートにお問い合わせください。",
+            "Send it again if it is still needed; ask support why it was removed.",
+        ),
+        "Who removed it (the admin command) and the recipients still waiting.",
+    ),
+    ReasonCode(
         "dsn.sent",
         None,
         Text(

@@ -215,8 +215,9 @@ class QueueStore(Protocol):
         """Mark the message's QUEUED recipients to be bounced at the next run."""
         ...
 
-    def delete_queued(self, queue_id: str) -> list[str]:
-        """Remove a queued message without a bounce; returns blob refs to delete."""
+    def delete_queued(self, queue_id: str, *, outcomes: Sequence[Outcome] = ()) -> list[str]:
+        """Remove a queued message without a bounce, recording `outcomes` (one per recipient
+        still queued) in the same transaction; returns blob refs to delete."""
         ...
 
     # --- what submission limits count ------------------------------------------------------
