@@ -9,6 +9,8 @@ command -v fetchmail >/dev/null 2>&1 || need+=(fetchmail)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # swaks speaks TLS through Perl's Net::SSLeay (a "recommends" that --no-install-recommends skips).
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
+# Postfix's smtp-sink plays remote servers that answer 4xx/5xx in the outbound tests.
+command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
     echo "install-test-deps: missing ${need[*]} and cannot install (not root, no sudo)" >&2
@@ -16,5 +18,7 @@ if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then 
 fi
 echo "install-test-deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# "No configuration": the package brings its tools, and no mail system is set up or started.
+echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -20,9 +20,12 @@ from datetime import timedelta
 from tayori.auth.authenticator import Authenticator
 from tayori.auth.throttle import LoginThrottle
 from tayori.config.settings import HostPort, Settings
+from tayori.delivery.attempts import SystemClock
+from tayori.delivery.bounces import BounceRouter
 from tayori.delivery.committer import DeliveryCommitter
 from tayori.delivery.dkim_signing import DkimSigner
 from tayori.delivery.local import LocalDelivery
+from tayori.delivery.queue_runner import QueueRunner
 from tayori.delivery.submission import SubmissionDelivery
 from tayori.dns.resolver import DnsPythonResolver
 from tayori.servers.limits import ConnectionLimiter
@@ -51,6 +54,7 @@ class Service:
     committer: DeliveryCommitter | None = None
     smtp: list[SmtpListener] = field(default_factory=list)
     pop3: list[Pop3Server] = field(default_factory=list)
+    runner: QueueRunner | None = None
     listening: list[tuple[str, str]] = field(default_factory=list)
 
     def tls_context(self) -> ssl.SSLContext | None:
@@ -103,11 +107,26 @@ class Service:
                 DkimSigner(stores.queue),
                 hostname,
                 timedelta(seconds=settings.outbound.max_lifetime),
+                self._wake,
             ),
             settings.submission,
             settings.limits,
             settings.auth,
         )
+        lifetime = timedelta(seconds=settings.outbound.max_lifetime)
+        bounces = BounceRouter(
+            stores.metadata, local, stores.blobs, stores.queue, hostname, lifetime, self._wake
+        )
+        self.runner = QueueRunner(
+            stores.queue,
+            stores.blobs,
+            resolver,
+            settings.outbound,
+            hostname,
+            bounces,
+            SystemClock(),
+        )
+        await self.runner.start()
         for role, address, implicit in (
             ("submission", listen.submission, False),
             ("submissions", listen.submissions, True),
@@ -151,6 +170,11 @@ class Service:
             self.pop3.append(server)
             await self._listen(role, address, server.start)
 
+    def _wake(self) -> None:
+        """Something was queued: deliver now rather than at the next poll."""
+        if self.runner is not None:
+            self.runner.wake()
+
     async def _listen(
         self, role: str, address: HostPort, start: Callable[[str, int], Awaitable[asyncio.Server]]
     ) -> None:
@@ -164,6 +188,8 @@ class Service:
         closing = [server.close() for server in self.pop3]
         closing += [listener.close(grace) for listener in self.smtp]
         await asyncio.gather(*closing, return_exceptions=True)
+        if self.runner is not None:  # after the listeners: nothing new gets queued now
+            await self.runner.stop(grace)
         if self.committer is not None:
             await asyncio.to_thread(self.committer.stop)
         if self.stores is not None:

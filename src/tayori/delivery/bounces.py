@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from tayori.core.address import AddressError, parse_address
@@ -36,7 +37,9 @@ class BounceRouter:
         queue: QueueStore,
         hostname: str,
         lifetime: timedelta,
+        queued: Callable[[], None] = lambda: None,
     ) -> None:
+        self._queued = queued
         self._metadata = metadata
         self._local = local
         self._blobs = blobs
@@ -94,6 +97,7 @@ class BounceRouter:
         except Exception:
             await asyncio.to_thread(self._blobs.delete, [ref])
             raise
+        self._queued()
 
 
 def _log_refusal(reply: SmtpReply) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from email.utils import format_datetime
 
@@ -46,7 +46,11 @@ class SubmissionDelivery:
         signer: DkimSigner,
         hostname: str,
         lifetime: timedelta,
+        queued: Callable[[], None] = lambda: None,
     ) -> None:
+        """`queued` is called after a message for remote recipients is committed (wakes the
+        queue runner)."""
+        self._queued = queued
         self._local = local
         self._blobs = blobs
         self._queue = queue
@@ -103,6 +107,8 @@ class SubmissionDelivery:
             if copies is not None:
                 await self._local.store_failed(copies, error)
             return DeliveryResult(reason("store.failed").reply_for(), 0)
+        if queued is not None:
+            self._queued()
         # Counted after the commit: a failed count must not turn a stored message into a 451.
         with contextlib.suppress(Exception):
             await asyncio.to_thread(
