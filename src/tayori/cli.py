@@ -401,15 +401,21 @@ def _cmd_user_quota(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_list(args: argparse.Namespace) -> int:
+    from tayori.diagnostics.flags import is_flagged, sending_limit_hits
+
     domain = _domain(args.domain) if args.domain else None
+    flag_after = _settings(args).submission.flag_after
+    now = datetime.now(UTC)
     with _open_stores(args) as stores:
         accounts = stores.metadata.list_accounts(domain)
+        hits = {a.id: sending_limit_hits(stores.metadata, a.id, now) for a in accounts}
     if not accounts:
         _out("no accounts" + (f" in {domain}" if domain else ""))
         return 0
     rows = []
     for account in accounts:
         quota = account.quota_bytes
+        flagged = is_flagged(hits[account.id], flag_after)
         rows.append(
             [
                 account.address,
@@ -417,9 +423,10 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
                 format_size(quota) if quota else "unlimited",
                 f"{account.used_bytes * 100 / quota:.1f}%" if quota else "-",
                 str(account.status),
+                f"sending limits hit {hits[account.id]}x in 24h" if flagged else "",
             ]
         )
-    _out(*_table(["ADDRESS", "USED", "QUOTA", "USE%", "STATUS"], rows))
+    _out(*_table(["ADDRESS", "USED", "QUOTA", "USE%", "STATUS", "FLAG"], rows))
     return 0
 
 
@@ -998,8 +1005,7 @@ def _build_parser() -> argparse.ArgumentParser:
         message,
         "inspect",
         _cmd_message_inspect,
-        "show what Tayori makes of a message file: headers, MIME tree, text, attachments, "
-        "defects",
+        "show what Tayori makes of a message file: headers, MIME tree, text, attachments, defects",
     )
     inspect.add_argument("file", metavar="FILE", help="a raw message (.eml), as received")
     inspect.add_argument("--json", action="store_true", help="one JSON object")

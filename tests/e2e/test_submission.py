@@ -140,7 +140,7 @@ def test_recipient_syntax_and_local_unknown(instance: Instance) -> None:
 
 def test_sending_limits(make_instance: object) -> None:
     instance: Instance = make_instance(  # type: ignore[operator]
-        "\n[submission]\nmessages_per_hour = 2\nrecipients_per_message = 2\n"
+        "\n[submission]\nmessages_per_hour = 2\nrecipients_per_message = 2\nflag_after = 2\n"
     )
     instance.add_user("alice@example.test")
     instance.add_user("bob@example.test")
@@ -162,7 +162,12 @@ def test_sending_limits(make_instance: object) -> None:
     limited = [o for o in instance.outcomes() if o["reason"] == "rate.limited"]
     assert len(limited) == 2
     assert "messages per hour: 2 sent, limit 2" in {str(o["detail"]) for o in limited}
+    # Two limit hits within a day: flagged for the admins, bob is not.
+    users = {line.split()[0]: line for line in instance.cli("user", "list").splitlines()[1:]}
+    assert "sending limits hit 2x in 24h" in users["alice@example.test"]
+    assert "sending limits" not in users["bob@example.test"]
     assert instance.stop() == 0
+    assert "account flagged: sending limits hit 2 times in 24h" in instance.log()
 
 
 def test_blocklisted_client_network(make_instance: object) -> None:

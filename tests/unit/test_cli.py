@@ -321,7 +321,7 @@ def test_domains_users_aliases_outcomes(tayori: Tayori, stores: Stores) -> None:
 
     ref = deliver(stores, "carol@example.test", b"x" * 250_000)
     listing = tayori("user", "list").out.splitlines()
-    assert listing[0].split() == ["ADDRESS", "USED", "QUOTA", "USE%", "STATUS"]
+    assert listing[0].split() == ["ADDRESS", "USED", "QUOTA", "USE%", "STATUS", "FLAG"]
     assert listing[1].split() == [
         "carol@example.test",
         "250.0",

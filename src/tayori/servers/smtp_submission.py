@@ -25,6 +25,7 @@ from tayori.delivery.local import Recipient
 from tayori.delivery.submission import SubmissionDelivery
 from tayori.delivery.summary import header_block
 from tayori.delivery.trace import Arrival, new_queue_id, normalise_line_endings
+from tayori.diagnostics.flags import sending_limit_hits
 from tayori.dns import dnsbl
 from tayori.dns.resolver import Resolver
 from tayori.pipeline.recipients import decide_recipient
@@ -169,7 +170,9 @@ class SubmissionHandler:
             )
         limit = await self._message_limit(account)
         if limit is not None:
-            return await self._refuse(session, sender, "", "rate.limited", detail=limit)
+            reply = await self._refuse(session, sender, "", "rate.limited", detail=limit)
+            await self._flag_if_repeated(account)
+            return reply
         size = next((o[5:] for o in mail_options if o.upper().startswith("SIZE=")), "0")
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -205,6 +208,7 @@ class SubmissionHandler:
                 self._queue.count_submissions, account.id, utcnow() - DAY
             )
             if sent + len(envelope.rcpt_tos) >= per_day:
+                await self._flag_if_repeated(account)
                 return await self._refuse(
                     session,
                     envelope.sender,
@@ -299,6 +303,17 @@ class SubmissionHandler:
                 codes = ",".join(str(code) for code in result.codes)
                 return str(reply), f"{zone} answered {codes} {result.reason}".strip()
         return None
+
+    async def _flag_if_repeated(self, account: Account) -> None:
+        """Say so in the log the moment an account crosses the flag threshold
+        (`tayori user list` shows the flag for as long as it holds)."""
+        hits = await asyncio.to_thread(sending_limit_hits, self._metadata, account.id, utcnow())
+        if hits == self._settings.flag_after:
+            log.warning(
+                "account flagged: sending limits hit %d times in 24h",
+                hits,
+                extra={"event": "account.flagged", "account_id": account.id},
+            )
 
     async def _message_limit(self, account: Account) -> str | None:
         now = utcnow()

@@ -1,0 +1,1 @@
+"""Answers read from outcomes: what happened, and what admins should look at."""
