@@ -1,0 +1,1 @@
+"""Tests that read the shared corpus of real and generated messages (../shared/corpus)."""

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of the MIME layer (atheris / libFuzzer)."""
