@@ -77,5 +77,8 @@ def test_summary_decodes_and_never_raises() -> None:
     assert summary.message_id == "<m1@example.jp>"
     broken = summarise(b"Subject: \xff\xfe raw =?bogus?Q?x?=\r\n\r\n")
     assert "raw" in broken.subject
+    # ISO-2022-JP with vendor characters (CP50220): ① and 髙 survive, as the MIME layer reads them.
+    vendor = summarise(b"Subject: =?ISO-2022-JP?B?GyRCLSEbKEIbJEJ8YhsoQg==?=\r\n\r\n")
+    assert vendor.subject == "①髙"
     assert summarise(b"").subject == ""
     assert summarise(b"Subject: a\x00b\x07c\r\n\r\n").subject == "a\ufffdb\ufffdc"
