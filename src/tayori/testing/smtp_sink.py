@@ -20,7 +20,12 @@ waits for the condition. What it can be told:
 - `hold`: an event the sink waits for before answering the end of DATA, to keep deliveries
   in flight (concurrency tests).
 - Constructor: `starttls=True` offers STARTTLS with a throw-away self-signed certificate;
-  `eight_bit_mime=False` leaves 8BITMIME out of the EHLO reply; `host="::1"` for IPv6.
+  `eight_bit_mime=False` leaves 8BITMIME out of the EHLO reply, `pipelining=False`
+  PIPELINING; `host="::1"` for IPv6.
+
+It records every read from a client as it arrived (`reads`: connection number and bytes,
+after TLS decryption): commands that share one read were sent before the sink answered the
+first of them, which is how tests see that a client pipelines.
 
 It counts `connections` (accepted), `active` (open now) and `max_active` (most open at once).
 Only loopback addresses are accepted.
@@ -111,6 +116,10 @@ class _SinkSmtp(SMTP):
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def data_received(self, data: bytes) -> None:
+        self._sink.reads.append((self.sink_connection, data))
+        super().data_received(data)
+
 
 class _Dropper(asyncio.Protocol):
     """Accepts and closes at once: a server that dies before its greeting."""
@@ -145,7 +154,8 @@ class _Handler:
         *head, last = responses
         if not self._sink.eight_bit_mime:
             head = [line for line in head if line.upper() != "250-8BITMIME"]
-        return [*head, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", last]
+        pipelining = ["250-PIPELINING"] if self._sink.pipelining else []
+        return [*head, *pipelining, "250-ENHANCEDSTATUSCODES", last]
 
     async def handle_MAIL(
         self,
@@ -218,6 +228,7 @@ class SmtpSink:
         hostname: str = "sink.test",
         starttls: bool = False,
         eight_bit_mime: bool = True,
+        pipelining: bool = True,
         smtputf8: bool = False,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -227,6 +238,7 @@ class SmtpSink:
         self.port = port
         self.hostname = hostname
         self.eight_bit_mime = eight_bit_mime
+        self.pipelining = pipelining
         self.smtputf8 = smtputf8
         self.tls_context = tls_context or (self_signed_context(hostname) if starttls else None)
         self.greeting: str | None = None
@@ -237,6 +249,7 @@ class SmtpSink:
         self.drop_at: DropPoint | None = None
         self.hold: asyncio.Event | None = None
         self.transactions: list[SinkTransaction] = []
+        self.reads: list[tuple[int, bytes]] = []
         self._counters = _Counters()
         self._waiting_in_data = 0
         self._handler = _Handler(self)
