@@ -4,7 +4,9 @@
   (a smarthost); its host is looked up as A/AAAA only (never MX), as Postfix does for
   `[host]:port`.
 - Otherwise the domain's MX records, lowest preference first, each host's addresses IPv6
-  first then IPv4 (the resolver's order), on `[outbound] port`.
+  first then IPv4 (the resolver's order), on `[outbound] port`. Hosts of EQUAL preference
+  are tried in random order (RFC 5321 §5.1, to spread the load among them); a lower
+  preference always comes strictly before a higher one.
 - No MX records (NODATA): the domain itself is the mail host (implicit MX).
 - Null MX (RFC 7505): the domain accepts no mail: bounce at once with `remote.null_mx`.
 - NXDOMAIN, or mail hosts without any address: bounce. A DNS failure (`tempfail`) anywhere
@@ -18,13 +20,26 @@ smarthost shares its connections and its concurrency limit).
 from __future__ import annotations
 
 import ipaddress
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tayori.config.settings import HostPort, OutboundSettings
 from tayori.core.reasons import reason
-from tayori.dns.resolver import Resolver
+from tayori.dns.resolver import Mx, Resolver
 
-__all__ = ["MAX_HOPS", "Hop", "Route", "RouteFailure", "next_hop", "resolve_route"]
+__all__ = [
+    "MAX_HOPS",
+    "Hop",
+    "Route",
+    "RouteFailure",
+    "mx_hosts_in_order",
+    "next_hop",
+    "resolve_route",
+]
+
+_SHUFFLER = random.SystemRandom()
+"""Shuffles equal-preference MX hosts when the caller passes no `random.Random` of its own."""
 
 MAX_HOPS = 10
 """Addresses tried per attempt at most (Postfix's smtp_mx_address_limit is 5; we allow a few
@@ -86,14 +101,37 @@ async def _host_hops(resolver: Resolver, host: str, port: int) -> tuple[list[Hop
     return [Hop(host, str(address), port) for address in answer.records], answer.status
 
 
+def mx_hosts_in_order(records: Sequence[Mx], rng: random.Random | None = None) -> list[str]:
+    """The exchanges to try: by preference, lowest first; those of equal preference
+    shuffled with `rng` (RFC 5321 §5.1). A root exchange (`.`) is left out."""
+    shuffler = rng if rng is not None else _SHUFFLER
+    groups: dict[int, list[str]] = {}
+    for record in records:
+        if record.exchange != ".":
+            groups.setdefault(record.preference, []).append(record.exchange)
+    hosts: list[str] = []
+    for preference in sorted(groups):
+        group = groups[preference]
+        if len(group) > 1:
+            shuffler.shuffle(group)
+        hosts += group
+    return hosts
+
+
 def _failure(destination: str, permanent: bool, code: str, reply: str) -> RouteFailure:
     return RouteFailure(destination, permanent, code, reply)
 
 
 async def resolve_route(
-    domain: str, resolver: Resolver, settings: OutboundSettings
+    domain: str,
+    resolver: Resolver,
+    settings: OutboundSettings,
+    *,
+    rng: random.Random | None = None,
 ) -> Route | RouteFailure:
-    """Where to deliver mail for `domain` now (see the module docstring)."""
+    """Where to deliver mail for `domain` now (see the module docstring). `rng` orders MX
+    hosts of equal preference (default: the system's random source); tests pass a seeded
+    `random.Random`."""
     domain = domain.lower().rstrip(".")
     relay = next_hop(domain, settings)
     if relay is not None:
@@ -127,7 +165,7 @@ async def resolve_route(
             f"550 5.1.2 Host or domain name not found: {domain} does not exist (NXDOMAIN)",
         )
 
-    hosts = [record.exchange for record in mx.records if record.exchange != "."]
+    hosts = mx_hosts_in_order(mx.records, rng)
     if mx.status == "nodata":
         hosts = [domain]  # RFC 5321 §5.1 implicit MX
     hops: list[Hop] = []
