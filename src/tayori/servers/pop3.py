@@ -46,6 +46,9 @@ from tayori.storage.records import SpecialUse
 
 log = logging.getLogger(__name__)
 
+_WRITE_BUFFER_LIMIT = 256 * 1024
+"""Bytes queued on a connection before we wait for the client to read them."""
+
 _READ_SIZE = 4096
 """Commands are short; a small read keeps idle sessions small."""
 
@@ -313,10 +316,13 @@ class Pop3Server:
         return b"" if session.evicted else data
 
     async def _send(self, session: _Session, data: bytes) -> None:
-        session.writer.write(data)
-        # A client that stops reading is as idle as one that stops writing.
-        async with asyncio.timeout(self._limits.pop3_idle_timeout):
-            await session.writer.drain()
+        writer = session.writer
+        writer.write(data)
+        # Wait only when the client is not keeping up (most replies fit in the socket
+        # buffer); a client that stops reading is as idle as one that stops writing.
+        if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
+            async with asyncio.timeout(self._limits.pop3_idle_timeout):
+                await writer.drain()
 
     async def _perform(self, session: _Session, action: Action) -> bool:
         """Carry out one action; False ends the session."""
@@ -489,37 +495,59 @@ class Pop3Server:
 
     async def _stream(self, session: _Session, action: StreamMessage) -> bool:
         try:
-            blob = await asyncio.to_thread(self._blobs.open, action.entry.blob_ref)
+            blob, first = await asyncio.to_thread(self._open_and_read, action.entry.blob_ref)
         except Exception:
             log.exception("blob could not be opened", extra={"event": "pop3.blob_error"})
             await self._send(session, action.unavailable)
             return True
         try:
+            if blob is None and action.top_lines is None:
+                # The whole message is in hand: status line, body and end in one write.
+                stuffer = DotStuffer()
+                body = stuffer.feed(first)
+                await self._send(session, b"".join((action.header, body, stuffer.finish())))
+                return True
             await self._send(session, action.header)
-            return await self._copy(session, blob, action.top_lines)
+            return await self._copy(session, blob, first, action.top_lines)
         finally:
-            await asyncio.to_thread(blob.close)
+            if blob is not None:
+                await asyncio.to_thread(blob.close)
 
-    async def _copy(self, session: _Session, blob: BinaryIO, top_lines: int | None) -> bool:
+    def _open_and_read(self, ref: str) -> tuple[BinaryIO | None, bytes]:
+        """Open the blob and read its first chunk in one thread hop; a message that fits in
+        one chunk (most do) is closed here too, so a RETR costs one hop, not four."""
+        blob = self._blobs.open(ref)
+        try:
+            first = blob.read(self._chunk_size)
+            if len(first) < self._chunk_size:
+                blob.close()
+                return None, first
+        except BaseException:
+            blob.close()
+            raise
+        return blob, first
+
+    async def _copy(
+        self, session: _Session, blob: BinaryIO | None, first: bytes, top_lines: int | None
+    ) -> bool:
         """Stream the blob chunk by chunk; memory stays at about two chunks."""
         stuffer = DotStuffer()
         top = TopFilter(top_lines) if top_lines is not None else None
-        while True:
+        chunk = first
+        while chunk:
+            if top is not None:
+                chunk = top.feed(chunk)
+            out = stuffer.feed(chunk)
+            if out:
+                await self._send(session, out)
+            if (top is not None and top.done) or blob is None:
+                break
             try:
                 chunk = await asyncio.to_thread(blob.read, self._chunk_size)
             except Exception:
                 # Half a message is on the wire already; only closing tells the client.
                 log.exception("blob read failed mid-message", extra={"event": "pop3.blob_error"})
                 return False
-            if not chunk:
-                break
-            if top is not None:
-                chunk = top.feed(chunk)
-            out = stuffer.feed(chunk)
-            if out:
-                await self._send(session, out)
-            if top is not None and top.done:
-                break
         await self._send(session, stuffer.finish())
         return True
 
