@@ -6,7 +6,7 @@ from __future__ import annotations
 import string
 import unicodedata
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tayori.mime import Mailbox, decode_header_text, parse_message
@@ -114,6 +114,13 @@ _NAME = st.text(
 
 @FAST
 @given(_NAME, _NAME, st.text(max_size=300), st.binary(max_size=300), st.booleans())
+# ESC (and SO/SI) would be read back as ISO-2022-JP shift codes: legacy mode must use UTF-8.
+@example(name="0", filename="0", text="\x1b", data=b"", legacy=True)
+@example(name="0", filename="0", text="a\x0eb\x0fc", data=b"", legacy=True)
+@example(name="0", filename="0", text='\x1b$B$"\x1b(B', data=b"", legacy=True)
+# JIS X 0201 Roman (the yen sign) and the JIS WAVE DASH do not read back as written.
+@example(name="\u00a5", filename="0", text="\u00a5 \u203e", data=b"", legacy=True)
+@example(name="\u301c", filename="\u301c", text="\u301c", data=b"", legacy=True)
 def test_composed_messages_read_back_exactly(
     name: str, filename: str, text: str, data: bytes, legacy: bool
 ) -> None:

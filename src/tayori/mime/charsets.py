@@ -241,6 +241,11 @@ def resolve(label: str | None) -> str | None:
     return info.name
 
 
+# Lone surrogates are not characters: UTF-7 decodes `+2D0-` to one, and such a string cannot
+# be encoded again (the HTML sanitiser, the database, JSON output all raise on it).
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def _decode_with(data: bytes, charset: str) -> tuple[str, bool]:
     if charset == ISO2022JP:
         text = decode_iso2022jp(data)
@@ -249,11 +254,14 @@ def _decode_with(data: bytes, charset: str) -> tuple[str, bool]:
         text = decode_eucjp(data)
         return text, "\ufffd" in text
     try:
-        return data.decode(charset), False
+        text, lossy = data.decode(charset), False
     except UnicodeDecodeError:
-        return data.decode(charset, "replace"), True
+        text, lossy = data.decode(charset, "replace"), True
     except LookupError:  # pragma: no cover - resolve() only returns names that look up
         return data.decode("utf-8", "replace"), True
+    if _SURROGATES.search(text) is not None:
+        return _SURROGATES.sub("\ufffd", text), True
+    return text, lossy
 
 
 def decode_unlabelled(data: bytes) -> Decoded:

@@ -4,9 +4,10 @@ UTF-8 by default, with RFC 2047 words that never split a character and attachmen
 given both ways (RFC 2231 `filename*`, which modern programs read, and an RFC 2047 `name=`,
 which Outlook and old Japanese programs read). The optional ISO-2022-JP mode is for members
 whose correspondents use old mail programs: it is used only when every character fits strict
-ISO-2022-JP (JIS X 0208); otherwise the message goes out as UTF-8, because a message that
-cannot be read is worse than one in an unexpected charset. Replies and forwards quote the
-decoded text, so ①, 髙 and 﨑 survive the round trip.
+ISO-2022-JP (JIS X 0208) and reads back exactly as written (no ESC/SO/SI, no yen sign via
+JIS X 0201, no WAVE DASH that would come back as FULLWIDTH TILDE); otherwise the message goes
+out as UTF-8, because a message that cannot be read is worse than one in an unexpected
+charset. Replies and forwards quote the decoded text, so ①, 髙 and 﨑 survive the round trip.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 from tayori.mime.addresses import Mailbox
-from tayori.mime.japanese import encode_iso2022jp
+from tayori.mime.japanese import encode_iso2022jp, fits_iso2022jp
 from tayori.mime.message import Message
 
 __all__ = [
@@ -119,8 +120,13 @@ def _addresses(mailboxes: Sequence[Mailbox], charset: str) -> str:
 def _choose_charset(draft: Draft) -> str:
     if not draft.legacy_japanese:
         return "utf-8"
-    texts = [draft.subject, draft.text, *(m.name for m in (draft.from_, *draft.to, *draft.cc))]
-    if all(encode_iso2022jp(text) is not None for text in texts):
+    texts = [
+        draft.subject,
+        draft.text,
+        *(m.name for m in (draft.from_, *draft.to, *draft.cc)),
+        *(value for _name, value in draft.extra_headers),
+    ]
+    if all(fits_iso2022jp(text) for text in texts):
         return "iso-2022-jp"
     return "utf-8"
 
@@ -146,7 +152,8 @@ def _text_part(text: str, subtype: str, charset: str) -> str:
                 f"Content-Transfer-Encoding: 7bit{CRLF}{CRLF}{data.decode('ascii')}"
             )
     long_lines = any(len(line) > 900 for line in text.split(CRLF))
-    if text.isascii() and not long_lines:
+    # ESC in us-ascii text would be sniffed as ISO-2022-JP by readers (ours included).
+    if text.isascii() and not long_lines and "\x1b" not in text:
         return (
             f"Content-Type: text/{subtype}; charset=us-ascii{CRLF}"
             f"Content-Transfer-Encoding: 7bit{CRLF}{CRLF}{text}"
@@ -168,7 +175,7 @@ def _attachment_part(spec: AttachmentSpec, charset: str) -> str:
         star = ""
     else:
         # Both forms: RFC 2231 for standards-following programs, RFC 2047 for the rest.
-        word_charset = charset if encode_iso2022jp(name) is not None else "utf-8"
+        word_charset = charset if fits_iso2022jp(name) else "utf-8"
         type_name = f'"{encode_header_text(name, word_charset).replace(CRLF + " ", "")}"'
         disposition = type_name
         star = f";{CRLF} filename*=UTF-8''{quote(name, safe='')}"

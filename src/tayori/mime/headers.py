@@ -25,6 +25,7 @@ _SPACES = re.compile("[\t\r\n]")
 _Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]*=*")
 _MAX_LENGTH = 1024 * 1024
+_NOT_ESCAPES = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 @dataclass(slots=True)
@@ -153,5 +154,6 @@ def decode_header_text(raw: str | bytes) -> str:
     A `str` may carry raw bytes as surrogate escapes (as the stdlib email parser leaves them).
     """
     if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogateescape")
+        # A surrogate that escapes no byte (only U+DC80-U+DCFF do) is shown as U+FFFD.
+        raw = _NOT_ESCAPES.sub("\ufffd", raw).encode("utf-8", "surrogateescape")
     return decode_header(raw).text

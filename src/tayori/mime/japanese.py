@@ -20,6 +20,7 @@ __all__ = [
     "decode_eucjp",
     "decode_iso2022jp",
     "encode_iso2022jp",
+    "fits_iso2022jp",
     "guess_japanese",
     "jis_to_sjis",
     "protect_raw_jis",
@@ -164,16 +165,36 @@ def protect_raw_jis(data: bytes) -> bytes:
     )
 
 
+# ESC, SO and SI are ISO-2022-JP's own shift codes: text holding them cannot be carried.
+_NOT_CARRIED = re.compile("[\x1b\x0e\x0f]")
+
+
 def encode_iso2022jp(text: str) -> bytes | None:
-    """Strict ISO-2022-JP (ASCII + JIS X 0208), or None when the text needs more than that.
+    """Strict ISO-2022-JP (ASCII + JIS X 0208), or None when the text needs more than that
+    or holds the ESC, SO or SI control characters, which would be read as shift codes.
 
     The Microsoft spellings of the six ambiguous characters are mapped back first, so a
     FULLWIDTH TILDE typed on Windows still fits.
     """
+    if _NOT_CARRIED.search(text):
+        return None
     try:
-        return text.translate(MS_TO_JIS).encode("iso2022_jp")
+        data = text.translate(MS_TO_JIS).encode("iso2022_jp")
     except UnicodeEncodeError:
         return None
+    # Python's codec also writes JIS X 0201 Roman (ESC ( J) for the yen sign and overline;
+    # mail programs (and our decoder) read that set as ASCII, so it is not strict either.
+    return None if b"\x1b(J" in data else data
+
+
+def fits_iso2022jp(text: str) -> bool:
+    """Whether the text goes out in strict ISO-2022-JP and reads back exactly as written.
+
+    Stricter than `encode_iso2022jp` succeeding: the JIS spellings of the six ambiguous
+    characters (WAVE DASH U+301C etc.) encode, but read back as the Microsoft characters.
+    """
+    data = encode_iso2022jp(text)
+    return data is not None and decode_iso2022jp(data) == text
 
 
 def _score(text: str) -> int:

@@ -20,7 +20,9 @@ from tayori.mime.quoting import read_quoted
 
 __all__ = ["ParsedValue", "parse_value"]
 
-_SECTION = re.compile(r"^(.*?)\*(\d+)(\*?)$|^(.*?)(\*)$")
+# Section numbers are ASCII digits, at most 9 of them: int() refuses over 4,300 digits, and
+# no mail program writes a billion continuations.
+_SECTION = re.compile(r"^(.*?)\*([0-9]{1,9})(\*?)$|^(.*?)(\*)$")
 _TYPE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?$")
 _MAX_PARAMS = 64
 _MAIN = re.compile(rb"\s*([^\s;]*)")
