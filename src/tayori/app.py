@@ -28,12 +28,16 @@ from tayori.delivery.local import LocalDelivery
 from tayori.delivery.queue_runner import QueueRunner
 from tayori.delivery.submission import SubmissionDelivery
 from tayori.dns.resolver import DnsPythonResolver
+from tayori.pipeline.inbound import InboundPipeline
+from tayori.pipeline.member_rules import MemberRules
+from tayori.pipeline.spam_block import SpamBlock
 from tayori.servers.limits import ConnectionLimiter
 from tayori.servers.pop3 import Pop3Server
 from tayori.servers.smtp_inbound import InboundHandler
 from tayori.servers.smtp_session import SmtpListener
 from tayori.servers.smtp_submission import SubmissionHandler
 from tayori.servers.tls import server_context
+from tayori.spam import SpamEngine
 from tayori.storage.factory import Stores, open_stores
 
 log = logging.getLogger("tayori")
@@ -80,8 +84,26 @@ class Service:
         self.committer.start()
         listen = settings.listen
         local = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
+        resolver = DnsPythonResolver(settings.dns)
         if listen.smtp is not None:
-            handler = InboundHandler(stores.metadata, local, settings.limits)
+            own_names = frozenset({hostname.lower(), listen.smtp.host})
+            member_rules = MemberRules(stores.rules)
+            pipeline = InboundPipeline(
+                resolver,
+                settings.inbound,
+                own_names,
+                dns_timeout=settings.dns.timeout,
+                # Reject rules first: a refused or Junk-ruled sender is not scored.
+                recipient_steps=[member_rules, SpamBlock(SpamEngine(stores.spam), stores.rules)],
+            )
+            handler = InboundHandler(
+                stores.metadata,
+                local,
+                settings.limits,
+                pipeline,
+                authserv_id=hostname,
+                member_rules=member_rules,
+            )
             smtp = SmtpListener(
                 handler,
                 hostname=hostname,
@@ -94,7 +116,6 @@ class Service:
 
         # One authenticator, so POP3 and SMTP AUTH share the brute-force counters.
         authenticator = Authenticator(stores.metadata, LoginThrottle(settings.auth), settings.auth)
-        resolver = DnsPythonResolver(settings.dns)
         submission = SubmissionHandler(
             stores.metadata,
             stores.queue,

@@ -193,7 +193,11 @@ def _cmd_init(args: argparse.Namespace) -> int:
     created: list[Path] = []
     try:
         passwords = _init_instance(data_dir, hostname, domain, args.demo, created)
-        values = {"server": {"hostname": hostname}} if hostname else {}
+        values: dict[str, dict[str, Any]] = {"server": {"hostname": hostname}} if hostname else {}
+        if args.demo:
+            # A demo on loopback is not an Internet MX, and may have no working DNS: the
+            # sender, SPF, DKIM and reverse-DNS checks would only delay or refuse test mail.
+            values["inbound"] = {"checks": False}
         # Exclusive create: never overwrite a config another init wrote meanwhile. Private,
         # because a config may hold a database password.
         descriptor = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -1009,6 +1013,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("file", metavar="FILE", help="a raw message (.eml), as received")
     inspect.add_argument("--json", action="store_true", help="one JSON object")
+
+    from tayori.rules.cli import register as register_rules  # rules, forward, spam-settings
+
+    register_rules(commands, command, group)
+
+    from tayori.spam.cli import register as register_spam  # spam train, spam score
+
+    register_spam(commands, command, group)
     return parser
 
 

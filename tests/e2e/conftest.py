@@ -176,6 +176,9 @@ def base_zone() -> Zone:
         zone.add(domain, "MX", f"10 mx.{domain}")
         zone.add(f"mx.{domain}", "A", "127.0.0.1")
     zone.add("nullmx.test", "MX", "0 .")
+    # Test clients connect from 127.0.0.1: give it forward-confirmed reverse DNS, as a
+    # well-run sending server has (the inbound checks of issue 3 look it up).
+    zone.add("1.0.0.127.in-addr.arpa", "PTR", "mx.remote.test")
     return zone
 
 

@@ -11,13 +11,17 @@ from pathlib import Path
 # trace is found there and not by unfolding (a message may itself start with white space).
 TRACE = re.compile(
     rb"\AReturn-Path: [^\r\n]*\r\nDelivered-To: [^\r\n]*\r\n"
-    rb"Received: .*?\r\n\tfor <[^\r\n>]*>; [^\r\n]*\r\n",
+    rb"Received: .*?\r\n\tfor <[^\r\n>]*>; [^\r\n]*\r\n"
+    # The inbound checks' results, when the MX added them (issue 3).
+    rb"(?:Authentication-Results: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)?"
+    rb"(?:X-Spam-Status: [^\r\n]*\r\nX-Spam-Score: [^\r\n]*\r\n)?",
     re.S,
 )
 
 
 def strip_trace(stored: bytes) -> bytes:
-    """The message as sent: without the Return-Path, Delivered-To and Received we add."""
+    """The message as sent: without the trace (Return-Path, Delivered-To, Received) and
+    check-result headers (Authentication-Results, X-Spam-*) we add."""
     match = TRACE.match(stored)
     assert match is not None, f"no trace headers at the top: {stored[:300]!r}"
     return stored[match.end() :]

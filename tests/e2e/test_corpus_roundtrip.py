@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tayori.mailauth.results import remove_our_headers
 from tests.e2e.conftest import Instance
 from tests.e2e.mail import as_sent, strip_trace
 
@@ -45,7 +46,9 @@ def test_corpus_roundtrip(
     for number, (path, raw) in enumerate(sent, start=1):
         _, lines, _ = client.retr(number)
         stored = b"\r\n".join(lines) + b"\r\n"
-        if strip_trace(stored) != raw:
+        # Byte for byte, except the check-result headers the MX removes as forgeries
+        # (X-Spam-*, Authentication-Results claiming our name: issue 3).
+        if strip_trace(stored) != remove_our_headers(raw, "mx.example.test"):
             mismatched.append(str(path))
     client.quit()
     assert not mismatched, f"{len(mismatched)} messages changed: {mismatched[:10]}"

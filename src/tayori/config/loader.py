@@ -78,6 +78,9 @@ class Kind(StrEnum):
     STRING_LIST = "list of strings"
     HOSTPORT_MAP = "table of host:port"
     TABLE = "table"
+    NUMBER = "number"
+    CHOICE = "one of"
+    TABLE_LIST = "list of tables"
 
 
 def _is_table(annotation: Any) -> bool:
@@ -124,11 +127,13 @@ def field_kind(name: str, annotation: Any) -> Kind:
     if annotation is int:
         return Kind.SIZE if name.endswith(("_size", "_bytes")) else Kind.INTEGER
     if annotation is float:
-        return Kind.SECONDS
+        return Kind.NUMBER if name.endswith(("_score", "weight")) else Kind.SECONDS
     if annotation is str:
         return Kind.STRING
     if annotation is Path:
         return Kind.PATH
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return Kind.CHOICE
     origin = get_origin(annotation)
     args = set(get_args(annotation))
     if origin in (Union, types.UnionType) and args == {HostPort, type(None)}:
@@ -139,6 +144,8 @@ def field_kind(name: str, annotation: Any) -> Kind:
         return Kind.HOSTPORT_LIST
     if origin is list and args == {str}:
         return Kind.STRING_LIST
+    if origin is list and len(args) == 1 and _is_table(next(iter(args))):
+        return Kind.TABLE_LIST
     if origin is dict and get_args(annotation) == (str, HostPort):
         return Kind.HOSTPORT_MAP
     raise TypeError(f"setting {name}: the loader cannot read values of type {annotation!r}")
@@ -315,6 +322,12 @@ def _convert(kind: Kind, name: str, raw: Any, minimum: int | None = None) -> Any
         if seconds < 0:
             raise _BadValueError("cannot be negative")
         return seconds
+    if kind is Kind.NUMBER:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise _BadValueError("must be a number, e.g. 2 or 2.5")
+        if not math.isfinite(raw) or raw < 0:
+            raise _BadValueError("must be a finite number, not negative")
+        return float(raw)
     if kind is Kind.STRING_LIST:
         if not isinstance(raw, list) or not all(isinstance(i, str) and i for i in raw):
             raise _BadValueError('must be a list of strings, e.g. ["one.example", "two.example"]')
@@ -362,7 +375,8 @@ class _Reader:
             values[sub] = self.section(f"{name}.{sub}", sub_cls, inner)
         for key, raw in (table or {}).items():
             if key not in known:
-                self.problems.append(Problem(f"{name}.{key}", _unknown_key(name, key), raw))
+                self.problems.append(Problem(f"{name}.{key}", _unknown_key(name, key, cls), raw))
+        hints = get_type_hints(cls)
         for item, kind in keyed:
             if table is None or item.name not in table:
                 # A [listen] table names the listeners to run: those left out are off.
@@ -371,6 +385,12 @@ class _Reader:
                 continue
             raw = table[item.name]
             key = f"{name}.{item.name}"
+            if kind in (Kind.CHOICE, Kind.TABLE_LIST):
+                read = self._choice if kind is Kind.CHOICE else self._table_list
+                value = read(key, hints[item.name], raw)
+                if value is not _NO_VALUE:
+                    values[item.name] = value
+                continue
             try:
                 value = _convert(kind, item.name, raw, item.metadata.get("minimum"))
             except _BadValueError as error:
@@ -382,6 +402,30 @@ class _Reader:
                 value = dict(self._hostport_map(key, value))
             values[item.name] = value
         return cls(**values)
+
+    def _choice(self, key: str, enum: type[StrEnum], raw: Any) -> Any:
+        choices = [member.value for member in enum]
+        if isinstance(raw, str) and raw in choices:
+            return enum(raw)
+        self.problems.append(Problem(key, "must be one of " + ", ".join(choices), raw))
+        return _NO_VALUE
+
+    def _table_list(self, key: str, annotation: Any, raw: Any) -> Any:
+        """A list of inline tables (`zones = [{zone = "…", weight = 2.0}]`), each read like a
+        section, so its keys are checked and documented the same way."""
+        (cls,) = get_args(annotation)
+        if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
+            self.problems.append(Problem(key, "must be a list of tables, e.g. [{ … }]", raw))
+            return _NO_VALUE
+        before = len(self.problems)
+        items = [self.section(f"{key}[{index}]", cls, item) for index, item in enumerate(raw)]
+        for index, entry in enumerate(raw):
+            for field_item in fields(cls):
+                if field_item.metadata.get("required") and field_item.name not in entry:
+                    self.problems.append(
+                        Problem(f"{key}[{index}].{field_item.name}", "is required")
+                    )
+        return items if len(self.problems) == before else _NO_VALUE
 
     def _hostports(self, key: str, items: list[Any]) -> Iterator[HostPort]:
         for index, raw in enumerate(items):
@@ -409,8 +453,7 @@ def _key_index() -> dict[str, str]:
     return {item.name: name for name, cls in sections() for item, _ in section_fields(cls)}
 
 
-def _unknown_key(section: str, key: str) -> str:
-    cls = dict(sections())[section]
+def _unknown_key(section: str, key: str, cls: type[Any]) -> str:
     close = difflib.get_close_matches(key, [item.name for item, _ in section_fields(cls)], 1)
     if close:
         return f"unknown key; did you mean {section}.{close[0]}?"

@@ -10,12 +10,14 @@ import inspect
 import textwrap
 from collections.abc import Mapping
 from dataclasses import Field
-from typing import Any
+from enum import StrEnum
+from typing import Any, get_args, get_type_hints
 
 from tayori.config.loader import (
     CONFIG_ENV,
     Kind,
     field_default,
+    field_kind,
     format_value,
     section_fields,
     sections,
@@ -85,6 +87,23 @@ def _default_cell(item: Field[Any], kind: Kind) -> str:
     return shown
 
 
+def _kind_note(cls: type[Any], item: Field[Any]) -> str:
+    """The words a choice takes, or the keys of each table in a list of tables."""
+    annotation = get_type_hints(cls)[item.name]
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return " One of: " + ", ".join(f"`{member.value}`" for member in annotation) + "."
+    if field_kind(item.name, annotation) is Kind.TABLE_LIST:
+        (table,) = get_args(annotation)
+        keys = [
+            f"`{entry.name}` ({kind}, default `{format_value(field_default(entry))}`"
+            + (", required" if entry.metadata.get("required") else "")
+            + f"): {entry.metadata['doc']}{_kind_note(table, entry)}"
+            for entry, kind in section_fields(table)
+        ]
+        return " Keys of each table: " + "; ".join(keys)
+    return ""
+
+
 def render_config_reference() -> str:
     """Markdown for `docs/config.md`."""
     out = [
@@ -116,6 +135,10 @@ def render_config_reference() -> str:
         f'| {Kind.LISTENER} | `"127.0.0.1:25"`, `"mail.example.jp:25"`, `"[::1]:25"`, '
         '`"0.0.0.0:25"` for every IPv4 address; `""` turns the listener off |',
         f'| {Kind.HOSTPORT_LIST} | `["192.0.2.53:53", "[2001:db8::53]:53"]` |',
+        f"| {Kind.NUMBER} | a number, fractions allowed, not negative: `2.5` |",
+        f'| {Kind.CHOICE} | one of the words the key lists, in quotes: `"reject"` |',
+        f"| {Kind.TABLE_LIST} | inline tables with the keys listed under the key: "
+        '`[{ zone = "zen.example.org", weight = 5.0 }]` |',
     ]
     for name, cls in sections():
         out += ["", f"## [{name}]", ""]
@@ -126,7 +149,7 @@ def render_config_reference() -> str:
         for item, kind in section_fields(cls):
             out.append(
                 f"| `{name}.{item.name}` | {kind} | {_default_cell(item, kind)} "
-                f"| {_cell(item.metadata['doc'])} |"
+                f"| {_cell(item.metadata['doc'] + _kind_note(cls, item))} |"
             )
     out += [
         "",

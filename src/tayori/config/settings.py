@@ -8,16 +8,27 @@ their field metadata, so a key cannot exist without documentation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 MB = 1000 * 1000
 
 
-def setting(default: Any, doc: str, *, factory: bool = False, minimum: int | None = None) -> Any:
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    factory: bool = False,
+    minimum: int | None = None,
+    required: bool = False,
+) -> Any:
     """A documented field. `factory` for mutable defaults (lists). `minimum` overrides the
-    loader's lower bound for a number (integers: 1, seconds: 0) where 0 has a meaning."""
+    loader's lower bound for a number (integers: 1, seconds: 0) where 0 has a meaning.
+    `required`: a key every entry of a list of tables must give."""
     metadata: dict[str, Any] = {"doc": doc}
+    if required:
+        metadata["required"] = True
     if minimum is not None:
         metadata["minimum"] = minimum
     if factory:
@@ -239,6 +250,78 @@ class OutboundSettings:
     )
 
 
+class CheckAction(StrEnum):
+    """What an inbound check's failure does: refuse (5xx), ask to retry later (4xx), file
+    the message in Junk, only add to the spam score, or nothing but a note in the headers."""
+
+    REJECT = "reject"
+    TEMPFAIL = "tempfail"
+    JUNK = "junk"
+    SCORE = "score"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsblZone:
+    """One blocklist: its zone, what a listing does, and its weight in the spam score."""
+
+    zone: str = setting("", "The list's DNS zone, e.g. `zen.example.org`.", required=True)
+    action: CheckAction = setting(CheckAction.REJECT, "What a listing does.")
+    weight: float = setting(5.0, "Added to the spam score for a listing.")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDnsblSettings:
+    """DNS blocklists asked about every connecting server (none unless listed). A listed
+    client is refused at RCPT with `554 5.7.1 Service unavailable; client [IP] blocked using
+    ZONE` by default."""
+
+    zones: list[DnsblZone] = setting(
+        list,
+        'Lists to ask, e.g. `[{ zone = "zen.example.org", action = "reject", weight = 5.0 }]`. '
+        "Empty: no check.",
+        factory=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSettings:
+    """Checks on mail from the Internet: the connecting server, the sender, SPF, DKIM and
+    DMARC. Each check's failure action is one of reject, tempfail, junk, score, ignore."""
+
+    checks: bool = setting(True, "Run the checks below at all (off: only the recipient checks).")
+    fcrdns_action: CheckAction = setting(
+        CheckAction.SCORE,
+        "Client without forward-confirmed reverse DNS. `tempfail` is the strict mode "
+        "(`450 4.7.25`, as many large providers do).",
+    )
+    fcrdns_score: float = setting(1.0, "Spam score added when FCrDNS fails.")
+    helo_action: CheckAction = setting(
+        CheckAction.SCORE, "Invalid HELO name, or a client naming itself as this server."
+    )
+    helo_score: float = setting(1.0, "Spam score added for an invalid HELO.")
+    sender_domain_action: CheckAction = setting(
+        CheckAction.REJECT,
+        "MAIL FROM domain without MX or address records, or with a null MX "
+        "(`550 5.1.8`; `450 4.1.8` while DNS fails).",
+    )
+    sender_domain_score: float = setting(3.0, "Spam score added for an unknown sender domain.")
+    spf_action: CheckAction = setting(CheckAction.SCORE, "SPF result `fail` (`-all`).")
+    spf_score: float = setting(2.0, "Spam score added for SPF `fail` (half for `softfail`).")
+    dkim_action: CheckAction = setting(CheckAction.SCORE, "A DKIM signature that does not verify.")
+    dkim_score: float = setting(1.0, "Spam score added for a failed DKIM signature.")
+    dmarc_reject_action: CheckAction = setting(
+        CheckAction.JUNK,
+        "DMARC failure where the From: domain asks `p=reject`. Junk by default: forwarding "
+        "and mailing lists break DMARC for real mail too, and Junk keeps it findable.",
+    )
+    dmarc_quarantine_action: CheckAction = setting(
+        CheckAction.JUNK, "DMARC failure where the From: domain asks `p=quarantine`."
+    )
+    dmarc_score: float = setting(3.0, "Spam score added for a DMARC failure.")
+    dnsbl: InboundDnsblSettings = field(default_factory=InboundDnsblSettings)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -250,5 +333,6 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     submission: SubmissionSettings = field(default_factory=SubmissionSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
     source: Path | None = None
     """The file these settings came from (not a key)."""

@@ -154,6 +154,86 @@ _CODES: tuple[ReasonCode, ...] = (
         "Client IP, the zone and the code it returned.",
     ),
     ReasonCode(
+        "fcrdns.failed",
+        SmtpReply(450, "4.7.25", "Client host rejected: cannot find your hostname, [{ip}]"),
+        Text(
+            "送信元サーバの逆引き DNS(PTR)が正しく設定されていませんでした。",
+            "The sending server's reverse DNS (PTR) did not confirm its address.",
+        ),
+        Text(
+            "送信者に、送信元サーバの管理者へ逆引き DNS の設定を依頼してもらってください。",
+            "Ask the sender to have their mail server's reverse DNS set up correctly.",
+        ),
+        "Client IP, the PTR names and whether they resolve back to it.",
+    ),
+    ReasonCode(
+        "helo.invalid",
+        SmtpReply(550, "5.5.2", "Helo command rejected: invalid name"),
+        Text(
+            "送信元サーバが名乗ったホスト名(HELO)が不正でした。",
+            "The sending server introduced itself (HELO) with an invalid or false name.",
+        ),
+        Text(
+            "送信者に、送信元サーバの設定を確認してもらってください。",
+            "Ask the sender to have their mail server's configuration checked.",
+        ),
+        "The HELO name and what is wrong with it.",
+    ),
+    ReasonCode(
+        "auth.spf.fail",
+        SmtpReply(550, "5.7.23", "SPF validation failed"),
+        Text(
+            "送信元サーバは、送信者ドメインの SPF で許可されていませんでした(なりすましの可能性)。",
+            "The sending server is not allowed by the sender domain's SPF record "
+            "(possible forgery).",
+        ),
+        Text(
+            "心当たりのある相手なら、相手のドメイン管理者に SPF の設定を確認してもらってください。",
+            "If you know the sender, ask them to have their domain's SPF record checked.",
+        ),
+        "The SPF result, the domain and the mechanism that matched.",
+    ),
+    ReasonCode(
+        "auth.dkim.fail",
+        SmtpReply(550, "5.7.20", "No passing DKIM signature found"),
+        Text(
+            "メールの電子署名(DKIM)が正しくありませんでした(途中で改変された可能性)。",
+            "The message's DKIM signature did not verify (it may have been altered on the way).",
+        ),
+        Text(
+            "内容に不審な点がないか注意してください。",
+            "Treat the content with care.",
+        ),
+        "Each signature's domain, selector and why it failed.",
+    ),
+    ReasonCode(
+        "auth.dmarc.fail",
+        SmtpReply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy"),
+        Text(
+            "差出人(From:)のドメインの DMARC 認証に失敗しました(なりすましの可能性)。",
+            "The From: domain's DMARC check failed: the message may be forged.",
+        ),
+        Text(
+            "差出人を名乗る相手からのメールか、リンクや添付を開く前に確認してください。",
+            "Check that the message really comes from the sender before opening links or "
+            "attachments.",
+        ),
+        "The From: domain, its policy and the SPF/DKIM alignment results.",
+    ),
+    ReasonCode(
+        "spam.junk",
+        None,
+        Text(
+            "迷惑メールと判定したため、迷惑メールフォルダに配送しました。",
+            "Judged to be spam, so it was delivered to the Junk folder.",
+        ),
+        Text(
+            "迷惑メールでなければ「迷惑メールではない」として受信箱に戻してください。",
+            "If it is not spam, mark it as not spam to move it back to the inbox.",
+        ),
+        "The score, the threshold and the top reasons.",
+    ),
+    ReasonCode(
         "rate.limited",
         SmtpReply(451, "4.7.1", "Sending limit exceeded, try again later"),
         Text(
@@ -263,6 +343,91 @@ _CODES: tuple[ReasonCode, ...] = (
         ),
         Text("エラーメールの内容を確認してください。", "Read the delivery report."),
         "Which kind of report (failure or delay) and its queue id.",
+    ),
+    ReasonCode(
+        "rule.reject",
+        SmtpReply(550, "5.7.1", "Message refused by the recipient's reject settings"),
+        Text(
+            "受信拒否設定に一致したため、受信を拒否しました。送信者にはエラーが返されました。",
+            "It matched your reject settings, so it was refused and the sender got an error.",
+        ),
+        Text(
+            "受け取りたい相手なら、受信拒否設定からその条件を削除してください。",
+            "If you want mail from this sender, remove the matching entry from your reject "
+            "settings.",
+        ),
+        "Which rule (id, scope: account, domain or global; pattern) and whether it matched "
+        "the envelope sender or From:.",
+    ),
+    ReasonCode(
+        "rule.junk",
+        None,
+        Text(
+            "受信拒否設定(迷惑メールフォルダへ)に一致したため、迷惑メールフォルダに入れました。",
+            "It matched your reject settings (keep in Junk), so it was put in the Junk folder.",
+        ),
+        Text(
+            "受信箱で受け取りたい場合は、受信拒否設定からその条件を削除してください。",
+            "To get this sender's mail in the inbox, remove the matching entry from your reject "
+            "settings.",
+        ),
+        "Which rule (id, scope, pattern) and whether it matched the envelope sender or From:.",
+    ),
+    ReasonCode(
+        "safe_sender",
+        None,
+        Text(
+            "安全な差出人に登録された相手のため、迷惑メール判定をせずに受信箱に配送しました。",
+            "The sender is on your safe senders list, so the spam block was skipped.",
+        ),
+        Text(
+            "対応は不要です。迷惑メールが届くようになった場合は、安全な差出人から削除してください。",
+            "Nothing to do. If spam gets through this way, remove the entry from your safe "
+            "senders.",
+        ),
+        "Which safe-sender entry (id, pattern) and the address it matched.",
+    ),
+    ReasonCode(
+        "forward.sent",
+        None,
+        Text(
+            "メール転送の設定に従い、転送先に送りました。",
+            "Forwarded to your forwarding address as you set up.",
+        ),
+        Text(
+            "対応は不要です。転送先で見つからない場合は、転送先の迷惑メールフォルダを確認してください。",
+            "Nothing to do. If it is not there, look in the Junk folder at the forwarding address.",
+        ),
+        "The forwarding addresses, the rewritten (SRS) sender and the queue id of the copy.",
+    ),
+    ReasonCode(
+        "forward.loop",
+        SmtpReply(554, "5.4.6", "Mail forwarding loop detected"),
+        Text(
+            "転送が繰り返されている(ループしている)ため、転送をやめました。メールはこのメールボックスに残しました。",
+            "The message was going round in a forwarding loop, so it was not forwarded again; "
+            "it was kept in this mailbox.",
+        ),
+        Text(
+            "転送先からこのアドレスへ転送し返す設定になっていないか確認してください。",
+            "Check that the forwarding address does not forward back to this address.",
+        ),
+        "Which header showed the loop (our Delivered-To address or the hop count).",
+    ),
+    ReasonCode(
+        "forward.failed",
+        None,
+        Text(
+            "転送先に届けられませんでした(転送先のサーバが受け取りを拒否しました)。",
+            "The message could not be forwarded: the forwarding address's server refused it.",
+        ),
+        Text(
+            "転送先のアドレスが正しいか、転送先のメールボックスが一杯でないか確認してください。"
+            "失敗が続く転送先は転送設定から削除してください。",
+            "Check the forwarding address and that its mailbox is not full; remove a "
+            "forwarding address that keeps failing.",
+        ),
+        "The forwarding address, the remote server's reply and the queue id of the copy.",
     ),
 )
 

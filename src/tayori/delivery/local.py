@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
@@ -39,6 +39,17 @@ class Recipient:
 
     address: str
     account: Account
+
+
+@dataclass(frozen=True, slots=True)
+class Filing:
+    """Where one account's copy goes and why, with the headers added to that copy only
+    (Authentication-Results, X-Spam-*). The default is the inbox, delivered."""
+
+    mailbox: SpecialUse = SpecialUse.INBOX
+    reason: str = "delivered"
+    detail: str = ""
+    headers: bytes = b""
 
 
 @dataclass(slots=True)
@@ -74,11 +85,19 @@ class LocalDelivery:
         self._hostname = hostname
 
     async def deliver(
-        self, sender: str, recipients: Sequence[Recipient], content: bytes, arrival: Arrival
+        self,
+        sender: str,
+        recipients: Sequence[Recipient],
+        content: bytes,
+        arrival: Arrival,
+        filing: Mapping[int, Filing] | None = None,
     ) -> DeliveryResult:
-        """The MX path: write the copies, group-commit them, answer."""
+        """The MX path: write the copies, group-commit them, answer. `filing` per account
+        id: Junk instead of the inbox, and headers for that copy."""
         body = normalise_line_endings(content)
-        prepared = await self.prepare(sender, recipients, body, summarise(body), arrival)
+        prepared = await self.prepare(
+            sender, recipients, body, summarise(body), arrival, filing=filing
+        )
         if isinstance(prepared, DeliveryResult):
             return prepared
         try:
@@ -97,6 +116,7 @@ class LocalDelivery:
         arrival: Arrival,
         *,
         others_accepted: bool = False,
+        filing: Mapping[int, Filing] | None = None,
     ) -> LocalCopies | DeliveryResult:
         """Check quota, write every recipient's copy durably, and build the appends (with
         their outcomes) for the caller to commit — alone (MX) or together with the queued
@@ -120,8 +140,11 @@ class LocalDelivery:
         if len(full) == len(recipients) and not others_accepted:
             return await self._refuse_over_quota(base, recipients, accounts, body)
 
+        filed = {r.account.id: (filing or {}).get(r.account.id, Filing()) for r in recipients}
         copies = [
-            trace_headers(arrival, self._hostname, sender, r.account.address) + body
+            trace_headers(arrival, self._hostname, sender, r.account.address)
+            + filed[r.account.id].headers
+            + body
             for r in recipients
         ]
         accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
@@ -139,22 +162,28 @@ class LocalDelivery:
             return DeliveryResult(reason("store.failed").reply_for(), 0)
         refused = reason("rcpt.over_quota")
         for recipient, copy, ref in zip(recipients, copies, prepared.refs, strict=True):
+            where = filed[recipient.account.id]
             detail = f"queue_id={arrival.queue_id}"
+            if where.detail:
+                detail += f"; {where.detail}"
             if recipient.account.id in full:
                 detail += "; over quota, accepted as grace with other recipients"
+            junked = where.mailbox is SpecialUse.JUNK
             outcome = replace(
                 base,
                 recipient=recipient.address,
                 account_id=recipient.account.id,
                 size=len(copy),
                 reply=str(accepted),
-                detail=detail,
+                detail=detail[:1000],
                 time=arrival.time,
+                outcome=OutcomeKind.JUNKED if junked else OutcomeKind.DELIVERED,
+                reason=where.reason,
             )
             prepared.items.append(
                 NewMessage(
                     account_id=recipient.account.id,
-                    mailbox=SpecialUse.INBOX,
+                    mailbox=where.mailbox,
                     blob_ref=ref,
                     size=len(copy),
                     internal_date=arrival.time,

@@ -13,8 +13,13 @@ class Action(StrEnum):
     """Severity order matters: the runner keeps the most severe verdict per recipient."""
 
     ACCEPT = "accept"
+    JUNK = "junk"
     TEMPFAIL = "tempfail"
     REJECT = "reject"
+
+    @property
+    def severity(self) -> int:
+        return list(Action).index(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,8 @@ class Verdict:
     reason: str
     reply: SmtpReply
     detail: str = ""
+    score: float = 0.0
+    """Contribution to the message's spam score (X-Spam-Score), whatever the action."""
 
     @classmethod
     def reject(cls, code: str, detail: str = "", **values: str) -> Verdict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -16,29 +18,58 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tayori.config.settings import LimitsSettings
 from tayori.core.address import AddressError, parse_address
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
-from tayori.delivery.local import LocalDelivery, Recipient
+from tayori.delivery.local import Filing, LocalDelivery, Recipient
 from tayori.delivery.trace import Arrival, new_queue_id
+from tayori.mailauth.results import authentication_results, remove_our_headers, spam_headers
+from tayori.pipeline.inbound import InboundPipeline, MessageChecks
+from tayori.pipeline.member_rules import MemberRules
 from tayori.pipeline.recipients import decide_recipient
-from tayori.pipeline.verdicts import Verdict
+from tayori.pipeline.runner import Decision, merge
+from tayori.pipeline.steps import Client
+from tayori.pipeline.verdicts import Action, Verdict
 from tayori.servers.smtp_session import LOCAL_ERROR, SessionEnvelope
 from tayori.storage.interfaces import MetadataStore
-from tayori.storage.records import Account
+from tayori.storage.records import Account, SpecialUse
 
 log = logging.getLogger(__name__)
 
+_REFUSING = (Action.REJECT, Action.TEMPFAIL)
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What the pipeline found so far on one connection."""
+
+    client: Client
+    connect: Decision | None = None
+    transaction: Decision = field(default_factory=Decision)
+
 
 class InboundHandler:
-    """aiosmtpd handler hooks: RCPT decisions and delivery at end of DATA."""
+    """aiosmtpd handler hooks: checks, RCPT decisions and delivery at end of DATA."""
 
     def __init__(
         self,
         metadata: MetadataStore,
         delivery: LocalDelivery,
         limits: LimitsSettings,
+        pipeline: InboundPipeline | None = None,
+        authserv_id: str = "",
+        member_rules: MemberRules | None = None,
     ) -> None:
+        self._member_rules = member_rules
         self._metadata = metadata
         self._delivery = delivery
         self._limits = limits
+        self._pipeline = pipeline
+        self._authserv_id = authserv_id or "localhost"
+        self._checked: weakref.WeakKeyDictionary[Session, _Checked] = weakref.WeakKeyDictionary()
+
+    def _state(self, session: Session) -> _Checked:
+        state = self._checked.get(session)
+        if state is None:
+            state = self._checked[session] = _Checked(Client(peer_ip(session)))
+        return state
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: Any
@@ -74,6 +105,13 @@ class InboundHandler:
         envelope.mail_options.extend(mail_options)
         envelope.sender = sender
         envelope.declared_size = int(size) if size.isdigit() else 0
+        if self._pipeline is not None:
+            state = self._state(session)
+            state.client.helo = session.host_name or ""
+            state.client.sender = sender
+            if state.connect is None:
+                state.connect = await self._pipeline.connect(state.client)
+            state.transaction = await self._pipeline.transaction(state.client)
         return "250 2.1.0 Ok"
 
     async def handle_RCPT(
@@ -90,6 +128,11 @@ class InboundHandler:
             canonical = parse_address(address).canonical
         except AddressError:
             return "501 5.1.3 Bad recipient address syntax"
+        refusal = self._session_refusal(session)
+        if refusal is not None:
+            outcome = self._refusal_outcome(session, envelope, address, refusal, None)
+            await asyncio.to_thread(self._metadata.record_outcomes, [outcome])
+            return str(refusal.reply)
         lookup = await asyncio.to_thread(self._metadata.lookup_recipient, canonical)
         decision = decide_recipient(address, lookup, declared_size=envelope.declared_size)
         refused = [
@@ -100,8 +143,11 @@ class InboundHandler:
             await asyncio.to_thread(self._metadata.record_outcomes, refused)
         if decision.refusal is not None:
             return str(decision.refusal.reply)
+        accounts = await self._member_refusals(session, envelope, address, decision.accounts)
+        if isinstance(accounts, Verdict):
+            return str(accounts.reply)
         known = {r.account.id for r in envelope.recipients}
-        for account in decision.accounts:
+        for account in accounts:
             if account.id not in known:
                 envelope.recipients.append(Recipient(address, account))
                 known.add(account.id)
@@ -113,10 +159,52 @@ class InboundHandler:
         if not envelope.recipients:  # every RCPT reached only an alias member already full
             return "554 5.5.1 Error: no valid recipients"
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
+        content = remove_our_headers(envelope.original_content or b"", self._authserv_id)
+        filing: dict[int, Filing] | None = None
+        client_host = "unknown"
+        if self._pipeline is not None:
+            state = self._state(session)
+            client_host = state.client.verified_host or "unknown"
+            checks = await self._pipeline.message(state.client, envelope.original_content or b"")
+            decision = merge(state.connect or Decision(), state.transaction, checks.decision)
+            filing = {}
+            refused: list[Outcome] = []
+            keep: list[Recipient] = []
+            for recipient in envelope.recipients:
+                mine = decision
+                for step in self._pipeline.recipient_steps:
+                    mine = mine.plus(
+                        (await step.decide(recipient.account, content, state.client, mine)).verdicts
+                    )
+                mine_refusal = mine.decisive
+                if mine_refusal is not None and mine_refusal.action in _REFUSING:
+                    refused.append(
+                        self._refusal_outcome(
+                            session,
+                            envelope,
+                            recipient.address,
+                            mine_refusal,
+                            recipient.account.id,
+                            detail=mine.detail(),
+                        )
+                    )
+                    continue
+                keep.append(recipient)
+                filing[recipient.account.id] = self._filing(mine, checks)
+            if refused:
+                await asyncio.to_thread(self._metadata.record_outcomes, refused)
+            if not keep:
+                # Refused for every recipient: the sender's server is told (no bounce from us).
+                return refused[0].reply
+            # Refused for some members only (their own reject lists): the others get it, and
+            # the refusals stay recorded; one DATA reply cannot refuse some recipients.
+            recipients = keep
+        else:
+            recipients = list(envelope.recipients)
         arrival = Arrival(
             helo=session.host_name or "",
             client_ip=peer_ip(session),
-            client_host="unknown",
+            client_host=client_host,
             tls_version=ssl_object.version() if ssl_object else None,
             tls_cipher=ssl_object.cipher()[0] if ssl_object else None,
             authenticated=False,
@@ -125,10 +213,55 @@ class InboundHandler:
             queue_id=new_queue_id(),
             time=utcnow(),
         )
-        result = await self._delivery.deliver(
-            envelope.sender, envelope.recipients, envelope.original_content or b"", arrival
-        )
+        result = await self._delivery.deliver(envelope.sender, recipients, content, arrival, filing)
         return str(result.reply)
+
+    async def _member_refusals(
+        self,
+        session: Session,
+        envelope: SessionEnvelope,
+        address: str,
+        accounts: tuple[Account, ...],
+    ) -> tuple[Account, ...] | Verdict:
+        """Members whose reject list refuses this envelope sender are left out (an outcome
+        each); the refusal itself when that leaves nobody."""
+        if self._member_rules is None or not envelope.sender:
+            return accounts
+        kept: list[Account] = []
+        refusal: Verdict | None = None
+        outcomes: list[Outcome] = []
+        for account in accounts:
+            verdict = await self._member_rules.at_rcpt(account, envelope.sender)
+            if verdict is None:
+                kept.append(account)
+                continue
+            refusal = verdict
+            outcomes.append(self._refusal_outcome(session, envelope, address, verdict, account.id))
+        if outcomes:
+            await asyncio.to_thread(self._metadata.record_outcomes, outcomes)
+        if not kept and refusal is not None:
+            return refusal
+        return tuple(kept)
+
+    def _session_refusal(self, session: Session) -> Verdict | None:
+        """A refusal decided before RCPT (connecting host, HELO, sender), given per RCPT."""
+        state = self._checked.get(session)
+        if state is None:
+            return None
+        decisive = merge(state.connect or Decision(), state.transaction).decisive
+        if decisive is not None and decisive.action in _REFUSING:
+            return decisive
+        return None
+
+    def _filing(self, decision: Decision, checks: MessageChecks) -> Filing:
+        junk = decision.action is Action.JUNK
+        headers = authentication_results(self._authserv_id, checks.auth) + spam_headers(
+            decision.score, junk, decision.reasons
+        )
+        decisive = decision.decisive
+        if junk and decisive is not None:
+            return Filing(SpecialUse.JUNK, decisive.reason, decision.detail(), headers)
+        return Filing(SpecialUse.INBOX, "delivered", decision.detail(), headers)
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session error", exc_info=error)
@@ -151,6 +284,7 @@ class InboundHandler:
         verdict: Verdict,
         account_id: int | None,
         told: bool = True,
+        detail: str = "",
     ) -> Outcome:
         return Outcome(
             direction=Direction.INBOUND,
@@ -159,7 +293,7 @@ class InboundHandler:
             outcome=OutcomeKind.REJECTED,
             reason=verdict.reason,
             reply=str(verdict.reply) if told else "",
-            detail=verdict.detail,
+            detail=(detail or verdict.detail)[:1000],
             account_id=account_id,
             size=envelope.declared_size,
             remote_ip=peer_ip(session),

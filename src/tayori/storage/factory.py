@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from tayori.core.errors import ConfigError, TayoriError
 from tayori.core.outcome import utcnow
+from tayori.spam.store import SqlTokenStore, TokenStore
 from tayori.storage.blobs import FileBlobStore, SqlBlobStore
 from tayori.storage.engine import (
     create_store_engine,
@@ -24,6 +25,7 @@ from tayori.storage.engine import (
 )
 from tayori.storage.interfaces import BlobStore, MetadataStore, QueueStore
 from tayori.storage.sql_queue import SqlQueueStore
+from tayori.storage.sql_rules import RulesStore, SqlRulesStore
 from tayori.storage.sql_store import Clock, SqlMetadataStore
 
 _SCRIPT_LOCATION = "tayori.storage:migrations"
@@ -40,6 +42,8 @@ class Stores:
     metadata: MetadataStore
     blobs: BlobStore
     queue: QueueStore
+    rules: RulesStore
+    spam: TokenStore
 
     def close(self) -> None:
         # The queue store, and the blob store in PostgreSQL mode, share the metadata
@@ -97,7 +101,9 @@ def open_stores(url: str, data_dir: Path, *, clock: Clock = utcnow) -> Stores:
         blobs = FileBlobStore(blob_dir)
     else:
         blobs = SqlBlobStore(engine)
-    return Stores(metadata=metadata, blobs=blobs, queue=queue)
+    rules = SqlRulesStore(engine, clock=clock)
+    spam = SqlTokenStore(engine, clock=clock)
+    return Stores(metadata=metadata, blobs=blobs, queue=queue, rules=rules, spam=spam)
 
 
 def migrate(url: str, data_dir: Path) -> None:

@@ -387,3 +387,128 @@ dkim_keys = Table(
     UniqueConstraint("domain_id", "selector"),
     sqlite_autoincrement=True,
 )
+
+# --- spam filter token store (migration 0003) --------------------------------------------------
+# Counts of learnt messages containing each token: global, and each account's own (added to
+# the global ones when scoring that account's mail). The row with the empty token holds the
+# numbers of spam and ham messages learnt, so that totals and token counts change in the same
+# upsert. The ledgers record which message (by SHA-256 of its bytes) was learnt as what, so
+# learning a message twice changes nothing and learning it as the other kind moves it.
+SPAM_TOKEN_LEN = 64
+SPAM_DIGEST_LEN = 64
+
+spam_tokens = Table(
+    "spam_tokens",
+    metadata,
+    Column("token", String(SPAM_TOKEN_LEN), primary_key=True),
+    Column("spam", Integer, nullable=False),
+    Column("ham", Integer, nullable=False),
+)
+
+spam_account_tokens = Table(
+    "spam_account_tokens",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("token", String(SPAM_TOKEN_LEN), primary_key=True),
+    Column("spam", Integer, nullable=False),
+    Column("ham", Integer, nullable=False),
+)
+
+spam_trained = Table(
+    "spam_trained",
+    metadata,
+    Column("digest", String(SPAM_DIGEST_LEN), primary_key=True),
+    Column("is_spam", Boolean, nullable=False),
+    Column("trained", UtcDateTime, nullable=False),
+)
+
+spam_account_trained = Table(
+    "spam_account_trained",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("digest", String(SPAM_DIGEST_LEN), primary_key=True),
+    Column("is_spam", Boolean, nullable=False),
+    Column("trained", UtcDateTime, nullable=False),
+)
+# --- end of spam filter token store -------------------------------------------------------------
+
+# --- reject lists, safe senders, spam settings, forwarding (migration 0004) ------------------
+# One table for every rule list. `owner` ("account:ID", "domain:ID" or "global") is what makes
+# a pattern unique per list on both databases (NULL ids never collide in a unique constraint);
+# the two nullable ids are there so that removing an account or domain removes its rules.
+FILTER_PATTERN_LEN = 512
+
+filter_rules = Table(
+    "filter_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("owner", String(32), nullable=False),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("domains.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    Column("list", String(16), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("field", String(16), nullable=False),
+    Column("pattern", String(FILTER_PATTERN_LEN), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    # Also the index `rules_for` reads: owner IN (account, domain, global).
+    UniqueConstraint("owner", "list", "field", "pattern"),
+    CheckConstraint("account_id IS NULL OR domain_id IS NULL", name="one_owner"),
+    sqlite_autoincrement=True,
+)
+
+# A member's spam block and forwarding switches; no row means the defaults.
+filter_settings = Table(
+    "filter_settings",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("spam_enabled", Boolean, nullable=False),
+    Column("spam_sensitivity", String(16), nullable=False),
+    Column("forward_keep_copy", Boolean, nullable=False),
+    Column("forward_skip_spam", Boolean, nullable=False),
+)
+
+forward_targets = Table(
+    "forward_targets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("address", String(ADDRESS_LEN), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    # Permanent bounces in a row; a target failing again and again is flagged to the member.
+    Column("permanent_failures", Integer, nullable=False),
+    UniqueConstraint("account_id", "address"),
+    sqlite_autoincrement=True,
+)
+# --- end of reject lists, safe senders, spam settings, forwarding -----------------------------

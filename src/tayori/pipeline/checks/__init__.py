@@ -1,0 +1,1 @@
+"""Checks on the connecting host and the sender: DNSBL, FCrDNS, HELO, sender domain."""

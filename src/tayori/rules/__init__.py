@@ -1,0 +1,62 @@
+"""Members' and admins' filtering: reject lists (受信拒否設定), safe senders, spam settings,
+forwarding (スーパーメール転送) with SRS. Values and pure decisions; storage is `RulesStore`."""
+
+from tayori.rules.decide import (
+    RULE_JUNK,
+    RULE_REJECT,
+    SAFE_SENDER,
+    ForwardPlan,
+    RuleDecision,
+    decide_sender,
+    plan_forwarding,
+    spam_check_applies,
+)
+from tayori.rules.model import (
+    FORWARD_FAILURES_FLAGGED,
+    AccountFilters,
+    ForwardSettings,
+    NewRule,
+    Rule,
+    RuleAction,
+    RuleField,
+    RuleLimits,
+    RuleList,
+    RuleOwner,
+    Scope,
+    Sensitivity,
+    SpamSettings,
+)
+from tayori.rules.patterns import Pattern, PatternError, PatternKind, parse_pattern
+from tayori.rules.srs import Srs, SrsError, forwarding_loop, load_or_create_key
+
+__all__ = [
+    "FORWARD_FAILURES_FLAGGED",
+    "RULE_JUNK",
+    "RULE_REJECT",
+    "SAFE_SENDER",
+    "AccountFilters",
+    "ForwardPlan",
+    "ForwardSettings",
+    "NewRule",
+    "Pattern",
+    "PatternError",
+    "PatternKind",
+    "Rule",
+    "RuleAction",
+    "RuleDecision",
+    "RuleField",
+    "RuleLimits",
+    "RuleList",
+    "RuleOwner",
+    "Scope",
+    "Sensitivity",
+    "SpamSettings",
+    "Srs",
+    "SrsError",
+    "decide_sender",
+    "forwarding_loop",
+    "load_or_create_key",
+    "parse_pattern",
+    "plan_forwarding",
+    "spam_check_applies",
+]

@@ -1,0 +1,86 @@
+"""The tokeniser: Japanese through the charset layer, Latin words, header and URL tokens."""
+
+from __future__ import annotations
+
+import base64
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tayori.spam.tokens import MAX_TOKEN_LEN, text_tokens, tokenize
+
+
+def jis_word(text: str) -> str:
+    return "=?ISO-2022-JP?B?" + base64.b64encode(text.encode("iso-2022-jp")).decode() + "?="
+
+
+def test_japanese_runs_become_character_bigrams() -> None:
+    assert text_tokens("今すぐ無料") == {"今す", "すぐ", "ぐ無", "無料"}
+    assert "字" in text_tokens("字 です")  # a lone character stays a token
+
+
+def test_latin_words_are_lowercased_and_trimmed() -> None:
+    tokens = text_tokens("FREE money!!! Click here. $100 now")
+    assert {"free", "money", "click", "here", "$100", "now"} <= tokens
+
+
+def test_long_strings_only_say_that_they_are_there() -> None:
+    assert text_tokens("a" * 45) == {"skip:a40"}
+
+
+def test_url_hosts_and_their_parent_domains() -> None:
+    tokens = text_tokens("see http://www.Cheap.Pills.example.com/buy and mail me@shop.example")
+    assert {"url:www.cheap.pills.example.com", "url:pills.example.com", "url:example.com"} <= (
+        tokens
+    )
+    assert "email:shop.example" in tokens
+
+
+def test_iso_2022_jp_message_gives_the_same_bigrams_as_utf8() -> None:
+    raw = (
+        f"From: {jis_word('販売部')} <sales@spam.example>\r\n"
+        f"Subject: {jis_word('今すぐ無料')}\r\n"
+        "Message-ID: <1@mx.spam.example>\r\n"
+        "Date: Mon, 1 Jan 2024 00:00:00 +0900\r\n"
+        "Content-Type: text/plain; charset=ISO-2022-JP\r\n"
+        "Content-Transfer-Encoding: 7bit\r\n\r\n"
+    ).encode() + "副業で高収入\r\n".encode("iso-2022-jp")
+    tokens = tokenize(raw)
+    assert {"subject:無料", "subject:今す", "from:販売", "from:domain:spam.example"} <= tokens
+    assert {"副業", "高収", "収入"} <= tokens
+    assert "mid:spam.example" in tokens
+    assert "x:charset:iso-2022-jp" in tokens
+
+
+def test_structure_tokens() -> None:
+    raw = (
+        b"Subject: HELLO FRIEND\r\nContent-Type: text/html\r\n\r\n"
+        b"<html><body><a href='http://x.example/'>win</a></body></html>"
+    )
+    tokens = tokenize(raw)
+    assert {"x:html-only", "x:subject-shouting", "x:no-message-id", "x:no-date"} <= tokens
+    assert {"win", "url:x.example", "hdr:subject"} <= tokens
+
+
+def test_received_header_tokens() -> None:
+    raw = b"Received: from relay.bad.example (relay.bad.example [192.0.2.7]) by mx\r\n\r\nhi\r\n"
+    tokens = tokenize(raw)
+    assert {"rcvd:ip:192.0.2", "rcvd:bad.example", "rcvd:relay.bad.example"} <= tokens
+
+
+def test_extra_tokens_and_length_cap() -> None:
+    tokens = tokenize(b"Subject: x\r\n\r\nbody\r\n", extra=["auth:spf=fail", "x" * 100])
+    assert "auth:spf=fail" in tokens
+    assert all(len(token) <= MAX_TOKEN_LEN for token in tokens)
+
+
+def test_garbage_never_raises() -> None:
+    assert isinstance(tokenize(b"\x00\xff\xfe garbage \x1b$B"), set)
+    assert isinstance(tokenize(b""), set)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000), st.text(max_size=200))
+def test_any_bytes_tokenise_to_bounded_tokens(raw: bytes, text: str) -> None:
+    tokens = tokenize(raw) | tokenize(text.encode("utf-8", "surrogatepass")) | text_tokens(text)
+    assert all(0 < len(token) <= MAX_TOKEN_LEN for token in tokens)
