@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from argon2 import PasswordHasher
@@ -215,6 +216,100 @@ def test_login_list_retrieve_and_quit(env: Env) -> None:
     env.run(lambda server, port: in_thread(lambda: client(port)))
     assert len(env.inbox_ids()) == 3
     assert env.metadata.locks == {}
+
+
+def _count_opens(env: Env) -> list[str]:
+    """Record every blob the server opens (the fake store's `open`, wrapped)."""
+    opened: list[str] = []
+    original = env.blobs.open
+
+    def counting_open(ref: str) -> BinaryIO:
+        opened.append(ref)
+        return original(ref)
+
+    env.blobs.open = counting_open  # type: ignore[method-assign]
+    return opened
+
+
+def _numbered_messages(env: Env, count: int) -> list[bytes]:
+    """`count` more INBOX messages for bob, each different, some needing dot-stuffing."""
+    raws = [
+        b"Subject: n%d\r\n\r\n.line %d\r\n" % (n, n) + b"x" * (n * 37 % 300) + b"\r\n"
+        for n in range(1, count + 1)
+    ]
+    for raw in raws:
+        env.deliver(env.other.id, raw)
+    return raws
+
+
+def _retr_raw(pop: poplib.POP3, number: int) -> bytes:
+    _, lines, _ = pop.retr(number)
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+def test_in_order_download_reads_ahead_in_batches(env: Env) -> None:
+    raws = _numbered_messages(env, 40)
+    opened = _count_opens(env)
+    counts: list[int] = []
+
+    def client(port: int) -> None:
+        pop = login(port, "bob@example.jp")
+        for number, raw in enumerate(raws, start=1):
+            assert _retr_raw(pop, number) == raw
+            counts.append(len(opened))
+        pop.quit()
+
+    env.run(lambda server, port: in_thread(lambda: client(port)))
+    # RETR 1 reads 1 + 16 messages; RETR 2..17 come from memory; RETR 18 reads the next 17.
+    assert counts[0] == 17
+    assert counts[16] == 17
+    assert counts[17] == 34
+    assert counts[-1] == 40  # every message opened exactly once
+    assert sorted(opened) == sorted(set(opened))
+
+
+def test_picked_messages_and_top_get_no_read_ahead(env: Env) -> None:
+    raws = _numbered_messages(env, 10)
+    opened = _count_opens(env)
+
+    def client(port: int) -> None:
+        pop = login(port, "bob@example.jp")
+        assert _retr_raw(pop, 5) == raws[4]
+        assert pop.top(7, 0)[1] == [b"Subject: n7", b""]
+        assert _retr_raw(pop, 3) == raws[2]
+        pop.quit()
+
+    env.run(lambda server, port: in_thread(lambda: client(port)))
+    assert len(opened) == 3
+
+
+def test_read_ahead_skips_large_messages_and_survives_unreadable_ones(env: Env) -> None:
+    raws = _numbered_messages(env, 3)
+    big = b"Subject: big\r\n\r\n" + b"y" * 100 + b"\r\n" * 40_000
+    env.deliver(env.other.id, big)
+    raws.append(big)
+    raws += _numbered_messages(env, 2)
+    inbox = env.metadata.get_mailbox(env.other.id, SpecialUse.INBOX)
+    third = env.metadata.list_messages(inbox.id)[2].blob_ref
+    original = env.blobs.open
+
+    def failing_once(ref: str) -> BinaryIO:
+        if ref == third and not failed:
+            failed.append(ref)
+            raise OSError("disk hiccup")
+        return original(ref)
+
+    failed: list[str] = []
+    env.blobs.open = failing_once  # type: ignore[method-assign]
+
+    def client(port: int) -> None:
+        pop = login(port, "bob@example.jp")
+        for number, raw in enumerate(raws, start=1):
+            assert _retr_raw(pop, number) == raw
+        pop.quit()
+
+    env.run(lambda server, port: in_thread(lambda: client(port)))
+    assert failed == [third]
 
 
 def test_uidl_is_stable_across_sessions_and_deletions(env: Env) -> None:

@@ -4,6 +4,12 @@ Everything a client can see is decided by the sans-I/O machine in `tayori.protoc
 this module only moves bytes and calls the stores (always through `asyncio.to_thread`, as
 the store contract asks). A session costs a few KiB while idle: no thread, a small read
 size, and a maildrop snapshot of one small tuple per message.
+
+Mail programs download in order (RETR 1, 2, 3, ...), one command per round trip. A thread hop
+per message cost more CPU than the message itself, so a client that downloads in order has
+the next few small messages read in the same hop (`_READAHEAD_MESSAGES`, at most
+`_READAHEAD_BYTES`): the memory a downloading session holds stays bounded, and an idle
+session holds none.
 """
 
 from __future__ import annotations
@@ -52,6 +58,12 @@ _WRITE_BUFFER_LIMIT = 256 * 1024
 _READ_SIZE = 4096
 """Commands are short; a small read keeps idle sessions small."""
 
+_READAHEAD_MESSAGES = 16
+"""Messages read ahead, in one thread hop, for a client downloading in order."""
+
+_READAHEAD_BYTES = 128 * 1024
+"""At most this much read ahead per session, so many downloading sessions stay small."""
+
 LOCK_LOST = err("The maildrop lock was lost; nothing was deleted, please reconnect", "IN-USE")
 
 
@@ -66,12 +78,15 @@ class _Maildrop:
 
 class _Session:
     __slots__ = (
+        "entries",
         "evict_reply",
         "evicted",
         "ip",
+        "last_streamed",
         "lock_account",
         "machine",
         "maildrop",
+        "read_ahead",
         "reader",
         "reading",
         "updating",
@@ -97,6 +112,12 @@ class _Session:
         self.evict_reply: bytes | None = None
         self.evicted = False
         """The server has sent `evict_reply` and closed the connection already."""
+        self.entries: list[MaildropEntry] = []
+        """The snapshot taken at login (the machine's own list, shared, not copied)."""
+        self.last_streamed = 0
+        """Number of the message streamed last; the next one in order triggers read-ahead."""
+        self.read_ahead: dict[int, bytes] = {}
+        """Whole messages read ahead, by message number; emptied as they are sent."""
 
 
 class Pop3Server:
@@ -371,6 +392,7 @@ class Pop3Server:
             return machine.login_failed(LoginDenial.IN_USE)
         mailbox_id, uidvalidity, entries = opened
         session.maildrop = _Maildrop(account.id, mailbox_id, holder)
+        session.entries = entries
         log.info(
             "pop3 login",
             extra={
@@ -494,12 +516,22 @@ class Pop3Server:
         return True
 
     async def _stream(self, session: _Session, action: StreamMessage) -> bool:
-        try:
-            blob, first = await asyncio.to_thread(self._open_and_read, action.entry.blob_ref)
-        except Exception:
-            log.exception("blob could not be opened", extra={"event": "pop3.blob_error"})
-            await self._send(session, action.unavailable)
-            return True
+        blob: BinaryIO | None = None
+        cached = session.read_ahead.pop(action.number, None)
+        if cached is not None:
+            first = cached
+        else:
+            ahead = self._read_ahead_plan(session, action)
+            try:
+                blob, first, session.read_ahead = await asyncio.to_thread(
+                    self._open_and_read, action.entry.blob_ref, ahead
+                )
+            except Exception:
+                log.exception("blob could not be opened", extra={"event": "pop3.blob_error"})
+                await self._send(session, action.unavailable)
+                return True
+        if action.top_lines is None:
+            session.last_streamed = action.number
         try:
             if blob is None and action.top_lines is None:
                 # The whole message is in hand: status line, body and end in one write.
@@ -513,19 +545,52 @@ class Pop3Server:
             if blob is not None:
                 await asyncio.to_thread(blob.close)
 
-    def _open_and_read(self, ref: str) -> tuple[BinaryIO | None, bytes]:
+    def _read_ahead_plan(self, session: _Session, action: StreamMessage) -> list[tuple[int, str]]:
+        """The messages to read with this one: only for a RETR that follows the previous
+        one in order (a client picking messages or using TOP gets no read-ahead), only
+        messages that fit in one chunk, within the byte budget."""
+        if action.top_lines is not None or action.number != session.last_streamed + 1:
+            return []
+        plan: list[tuple[int, str]] = []
+        budget = _READAHEAD_BYTES
+        entries = session.entries
+        for number in range(action.number + 1, action.number + 1 + _READAHEAD_MESSAGES):
+            if number > len(entries):
+                break
+            entry = entries[number - 1]
+            if entry.size >= self._chunk_size or entry.size > budget:
+                break
+            budget -= entry.size
+            plan.append((number, entry.blob_ref))
+        return plan
+
+    def _open_and_read(
+        self, ref: str, ahead: list[tuple[int, str]]
+    ) -> tuple[BinaryIO | None, bytes, dict[int, bytes]]:
         """Open the blob and read its first chunk in one thread hop; a message that fits in
-        one chunk (most do) is closed here too, so a RETR costs one hop, not four."""
+        one chunk (most do) is closed here too, so a RETR costs one hop, not four. The
+        messages in `ahead` are read whole in the same hop; one that cannot be read ends the
+        read-ahead quietly (its own RETR then reports the error)."""
         blob = self._blobs.open(ref)
         try:
             first = blob.read(self._chunk_size)
-            if len(first) < self._chunk_size:
-                blob.close()
-                return None, first
+            if len(first) >= self._chunk_size:
+                return blob, first, {}
         except BaseException:
             blob.close()
             raise
-        return blob, first
+        blob.close()
+        read_ahead: dict[int, bytes] = {}
+        for number, ahead_ref in ahead:
+            try:
+                with self._blobs.open(ahead_ref) as ahead_blob:
+                    data = ahead_blob.read(self._chunk_size)
+            except Exception:
+                break
+            if len(data) >= self._chunk_size:  # larger than the snapshot said: stream it
+                break
+            read_ahead[number] = data
+        return None, first, read_ahead
 
     async def _copy(
         self, session: _Session, blob: BinaryIO | None, first: bytes, top_lines: int | None
