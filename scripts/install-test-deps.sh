@@ -11,6 +11,10 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 # Postfix's smtp-sink plays remote servers that answer 4xx/5xx in the outbound tests.
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+# The webmail browser tests drive Debian's Chromium through Playwright (never `playwright
+# install`: no browser is downloaded); CJK fonts so that screenshots show Japanese.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else
     echo "install-test-deps: missing ${need[*]} and cannot install (not root, no sudo)" >&2

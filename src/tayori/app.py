@@ -16,21 +16,27 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from tayori.auth.authenticator import Authenticator
 from tayori.auth.throttle import LoginThrottle
-from tayori.config.settings import HostPort, Settings
+from tayori.config.settings import HostPort, Settings, SpamEngineKind
+from tayori.core.outcome import utcnow
 from tayori.delivery.attempts import SystemClock
 from tayori.delivery.bounces import BounceRouter
 from tayori.delivery.committer import DeliveryCommitter
 from tayori.delivery.dkim_signing import DkimSigner
+from tayori.delivery.forwarding import Forwarder
 from tayori.delivery.local import LocalDelivery
 from tayori.delivery.queue_runner import QueueRunner
+from tayori.delivery.retention import run_periodically as purge_junk_periodically
 from tayori.delivery.submission import SubmissionDelivery
-from tayori.dns.resolver import DnsPythonResolver
+from tayori.diagnostics.history import HistoryJanitor
+from tayori.dns.resolver import DnsPythonResolver, Resolver
 from tayori.pipeline.inbound import InboundPipeline
 from tayori.pipeline.member_rules import MemberRules
 from tayori.pipeline.spam_block import SpamBlock
+from tayori.rules.srs import load_or_create_key
 from tayori.servers.limits import ConnectionLimiter
 from tayori.servers.pop3 import Pop3Server
 from tayori.servers.smtp_inbound import InboundHandler
@@ -38,7 +44,11 @@ from tayori.servers.smtp_session import SmtpListener
 from tayori.servers.smtp_submission import SubmissionHandler
 from tayori.servers.tls import server_context
 from tayori.spam import SpamEngine
+from tayori.spam.rspamd import RspamdSpamEngine
 from tayori.storage.factory import Stores, open_stores
+
+if TYPE_CHECKING:
+    from tayori.web.server import WebServer
 
 log = logging.getLogger("tayori")
 
@@ -46,7 +56,44 @@ SHUTDOWN_GRACE = 30.0
 
 # Listeners the configuration knows that later versions serve; said so at start-up, never
 # silently skipped.
-NOT_YET = ("imap", "imaps", "http")
+NOT_YET = ("imap", "imaps")
+
+
+def spam_engine(settings: Settings, stores: Stores) -> SpamEngine:
+    """The engine `[spam] engine` names: the built-in classifier, or rspamd with the built-in
+    one behind it for when rspamd does not answer (tayori.spam.rspamd)."""
+    spam = settings.spam
+    if spam.engine is SpamEngineKind.RSPAMD:
+        return RspamdSpamEngine(
+            stores.spam,
+            url=spam.rspamd_url,
+            timeout=spam.rspamd_timeout,
+            password=spam.rspamd_password,
+        )
+    return SpamEngine(stores.spam)
+
+
+def inbound_pipeline(
+    settings: Settings, stores: Stores, resolver: Resolver
+) -> tuple[InboundPipeline, MemberRules]:
+    """The MX pipeline as `serve` runs it; `tayori trace --from/--to` runs the same one
+    without delivering, so what it reports is what would happen."""
+    listen = settings.listen
+    hostname = settings.server.hostname
+    own_names = frozenset({hostname.lower(), *([listen.smtp.host] if listen.smtp else [])})
+    member_rules = MemberRules(stores.rules)
+    pipeline = InboundPipeline(
+        resolver,
+        settings.inbound,
+        own_names,
+        dns_timeout=settings.dns.timeout,
+        # Reject rules first: a refused or Junk-ruled sender is not scored.
+        recipient_steps=[
+            member_rules,
+            SpamBlock(spam_engine(settings, stores), stores.rules, member_rules),
+        ],
+    )
+    return pipeline, member_rules
 
 
 @dataclass
@@ -59,7 +106,11 @@ class Service:
     smtp: list[SmtpListener] = field(default_factory=list)
     pop3: list[Pop3Server] = field(default_factory=list)
     runner: QueueRunner | None = None
+    web: WebServer | None = None
+    janitor: HistoryJanitor | None = None
     listening: list[tuple[str, str]] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    """Periodic maintenance (Junk retention, issue 3), cancelled at stop."""
 
     def tls_context(self) -> ssl.SSLContext | None:
         tls = self.settings.tls
@@ -85,17 +136,20 @@ class Service:
         listen = settings.listen
         local = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
         resolver = DnsPythonResolver(settings.dns)
+        # Forwarding (issue 3): copies through the queue, SRS with the shared key file.
+        forwarder = Forwarder(
+            stores.metadata,
+            local,
+            stores.blobs,
+            stores.queue,
+            stores.rules,
+            load_or_create_key(settings.server.data_dir),
+            hostname,
+            timedelta(seconds=settings.outbound.max_lifetime),
+            self._wake,
+        )
         if listen.smtp is not None:
-            own_names = frozenset({hostname.lower(), listen.smtp.host})
-            member_rules = MemberRules(stores.rules)
-            pipeline = InboundPipeline(
-                resolver,
-                settings.inbound,
-                own_names,
-                dns_timeout=settings.dns.timeout,
-                # Reject rules first: a refused or Junk-ruled sender is not scored.
-                recipient_steps=[member_rules, SpamBlock(SpamEngine(stores.spam), stores.rules)],
-            )
+            pipeline, member_rules = inbound_pipeline(settings, stores, resolver)
             handler = InboundHandler(
                 stores.metadata,
                 local,
@@ -103,6 +157,7 @@ class Service:
                 pipeline,
                 authserv_id=hostname,
                 member_rules=member_rules,
+                forwarder=forwarder,
             )
             smtp = SmtpListener(
                 handler,
@@ -115,7 +170,9 @@ class Service:
             await self._listen("smtp", listen.smtp, smtp.start)
 
         # One authenticator, so POP3 and SMTP AUTH share the brute-force counters.
-        authenticator = Authenticator(stores.metadata, LoginThrottle(settings.auth), settings.auth)
+        authenticator = Authenticator(
+            stores.metadata, LoginThrottle(settings.auth), settings.auth, member=stores.member
+        )
         submission = SubmissionHandler(
             stores.metadata,
             stores.queue,
@@ -129,6 +186,7 @@ class Service:
                 hostname,
                 timedelta(seconds=settings.outbound.max_lifetime),
                 self._wake,
+                forwarder=forwarder,  # members sending to members who forward (issue 3)
             ),
             settings.submission,
             settings.limits,
@@ -136,7 +194,15 @@ class Service:
         )
         lifetime = timedelta(seconds=settings.outbound.max_lifetime)
         bounces = BounceRouter(
-            stores.metadata, local, stores.blobs, stores.queue, hostname, lifetime, self._wake
+            stores.metadata,
+            local,
+            stores.blobs,
+            stores.queue,
+            hostname,
+            lifetime,
+            self._wake,
+            original_sender=forwarder.original_sender,
+            forwarder=forwarder,
         )
         self.runner = QueueRunner(
             stores.queue,
@@ -146,8 +212,19 @@ class Service:
             hostname,
             bounces,
             SystemClock(),
+            forwarding=forwarder,
         )
         await self.runner.start()
+        self.background.append(
+            asyncio.get_running_loop().create_task(
+                purge_junk_periodically(
+                    stores.metadata, stores.blobs, settings.spam.junk_retention_days
+                ),
+                name="junk retention",
+            )
+        )
+        self.janitor = HistoryJanitor(stores.metadata, settings.history.retention_days, utcnow)
+        self.janitor.start()
         for role, address, implicit in (
             ("submission", listen.submission, False),
             ("submissions", listen.submissions, True),
@@ -190,6 +267,27 @@ class Service:
             )
             self.pop3.append(server)
             await self._listen(role, address, server.start)
+        if listen.http is not None:
+            # Imported here: a node without the web role never loads FastAPI and Jinja2.
+            from tayori.web.context import WebContext
+            from tayori.web.server import WebServer
+
+            web = WebServer(
+                WebContext(
+                    settings=settings,
+                    stores=stores,
+                    authenticator=authenticator,
+                    submission=submission,
+                    spam_engine=spam_engine(settings, stores),
+                    # Language, time zone and display name from the member's settings.
+                    preferences=stores.member.get_preferences,
+                )
+            )
+            await web.start(listen.http.host, listen.http.port)
+            self.web = web
+            for sock in web.sockets:
+                host, port = sock.getsockname()[:2]
+                self.listening.append(("http", str(HostPort(host, port))))
 
     def _wake(self) -> None:
         """Something was queued: deliver now rather than at the next poll."""
@@ -207,8 +305,15 @@ class Service:
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let messages in flight finish, commit, then close the stores."""
         closing = [server.close() for server in self.pop3]
+        if self.web is not None:
+            closing.append(self.web.stop())
         closing += [listener.close(grace) for listener in self.smtp]
         await asyncio.gather(*closing, return_exceptions=True)
+        if self.janitor is not None:
+            await self.janitor.stop()
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         if self.runner is not None:  # after the listeners: nothing new gets queued now
             await self.runner.stop(grace)
         if self.committer is not None:

@@ -394,6 +394,21 @@ def _cmd_user_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_user_two_step_off(args: argparse.Namespace) -> int:
+    """For a member who lost the phone with their authenticator app (issue 6): the webmail
+    asks for a code they cannot give, so only an admin can let them in again."""
+    address = _address(args.address)
+    with _open_stores(args) as stores:
+        account = _existing(stores, address)
+        was_on = stores.member.get_preferences(account.id).totp_enabled
+        stores.member.disable_totp(account.id)
+    if was_on:
+        _out(f"turned two-step login off for {address}; they can set it up again in Settings")
+    else:
+        _out(f"two-step login was not on for {address}; nothing changed")
+    return 0
+
+
 def _cmd_user_quota(args: argparse.Namespace) -> int:
     address = _address(args.address)
     quota = _quota(args.size)
@@ -944,6 +959,12 @@ def _build_parser() -> argparse.ArgumentParser:
     passwd = command(user, "passwd", _cmd_user_passwd, "set an account's password")
     passwd.add_argument("address")
     passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    command(
+        user,
+        "two-step-off",
+        _cmd_user_two_step_off,
+        "turn a member's two-step login (TOTP) off, e.g. after a lost phone",
+    ).add_argument("address")
     quota = command(user, "quota", _cmd_user_quota, "set an account's quota")
     quota.add_argument("address")
     quota.add_argument("size", help="e.g. 500MB, 2GB; 0 or unlimited for no limit")
@@ -1021,6 +1042,14 @@ def _build_parser() -> argparse.ArgumentParser:
     from tayori.spam.cli import register as register_spam  # spam train, spam score
 
     register_spam(commands, command, group)
+
+    from tayori.delivery.reindex import register as register_mailbox  # mailbox reindex
+
+    register_mailbox(commands, command, group)
+
+    from tayori.diagnostics.cli import register as register_diagnostics  # doctor, trace, history
+
+    register_diagnostics(commands, command, group)
     return parser
 
 

@@ -25,7 +25,7 @@ from tayori.storage.factory import (
     open_stores,
     storage_url,
 )
-from tayori.storage.schema import metadata
+from tayori.storage.schema import include_schema_name, metadata
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ def schema_differences(url: str) -> list[object]:
     engine = create_store_engine(url)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_name": include_schema_name}
+            )
             return list(compare_metadata(context, metadata))
     finally:
         engine.dispose()
@@ -97,7 +99,7 @@ def test_open_refuses_an_unmigrated_database(empty_url: str, tmp_path: Path) -> 
         assert not Path(database).exists(), "opening must not create the database"
         Path(database).parent.mkdir(parents=True)
         sqlite3.connect(database).close()
-    with pytest.raises(SchemaNotReadyError, match=r"empty .*revision 0004; run `tayori migrate`"):
+    with pytest.raises(SchemaNotReadyError, match=r"empty .*revision 0007; run `tayori migrate`"):
         open_stores(empty_url, tmp_path)
 
 
@@ -125,7 +127,7 @@ def test_default_sqlite_location_is_created_by_migrate(tmp_path: Path) -> None:
 
 
 def test_head_revision() -> None:
-    assert head_revision() == "0004"
+    assert head_revision() == "0007"
 
 
 # --- storage_url ------------------------------------------------------------------------

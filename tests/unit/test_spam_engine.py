@@ -132,3 +132,26 @@ def test_extra_tokens_are_learnt_like_the_rest() -> None:
         engine.score(probe, extra=["auth:spf=fail"]).score
         > engine.score(probe, extra=["auth:spf=pass"]).score
     )
+
+
+def test_version_token_is_never_a_clue_and_stale_training_is_measured() -> None:
+    """Counts learnt by an older tokenizer are reported as stale; the version token, whose
+    counts then lean one way, must not turn into evidence."""
+    from tayori.spam.store import Training, message_digest
+    from tayori.spam.tokens import VERSION_TOKEN, tokenize
+
+    store = MemoryTokenStore()
+    engine = SpamEngine(store)
+    assert engine.stale_training() == 0.0
+    engine.learn_many([(raw, True) for raw in SPAM[:10]] + [(raw, False) for raw in HAM[:10]])
+    assert engine.stale_training() == 0.0
+    # Ten more hams learnt as an older tokenizer would have: without the current version token.
+    old = [
+        Training(message_digest(raw), False, frozenset(tokenize(raw) - {VERSION_TOKEN}))
+        for raw in HAM[10:]
+    ]
+    store.learn(old, None)
+    assert engine.stale_training() == pytest.approx(10 / 30)
+    result = engine.score(SPAM[15])
+    assert all(VERSION_TOKEN not in reason for reason in result.top_reasons)
+    assert result.is_spam

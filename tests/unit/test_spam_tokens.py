@@ -7,7 +7,13 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tayori.spam.tokens import MAX_TOKEN_LEN, text_tokens, tokenize
+from tayori.spam.tokens import (
+    MAX_TOKEN_LEN,
+    TOKENIZER_VERSION,
+    VERSION_TOKEN,
+    text_tokens,
+    tokenize,
+)
 
 
 def jis_word(text: str) -> str:
@@ -59,7 +65,21 @@ def test_structure_tokens() -> None:
     )
     tokens = tokenize(raw)
     assert {"x:html-only", "x:subject-shouting", "x:no-message-id", "x:no-date"} <= tokens
-    assert {"win", "url:x.example", "hdr:subject"} <= tokens
+    assert {"win", "url:x.example"} <= tokens
+
+
+def test_header_field_names_are_not_tokens() -> None:
+    """A mailing list's nine List-*/X-Mailman fields must not vote as nine clues."""
+    raw = b"List-Id: <l.example>\r\nList-Post: <mailto:l@l.example>\r\nSubject: hi\r\n\r\nx\r\n"
+    tokens = tokenize(raw)
+    assert not any(token.startswith("hdr:") for token in tokens)
+    assert "subject:hi" in tokens
+
+
+def test_every_message_carries_the_tokenizer_version() -> None:
+    assert f"x:tokenizer:{TOKENIZER_VERSION}" == VERSION_TOKEN
+    assert VERSION_TOKEN in tokenize(b"Subject: x\r\n\r\nbody\r\n")
+    assert VERSION_TOKEN in tokenize(b"")
 
 
 def test_received_header_tokens() -> None:

@@ -322,6 +322,113 @@ class InboundSettings:
     dnsbl: InboundDnsblSettings = field(default_factory=InboundDnsblSettings)
 
 
+# --- [spam] (issue 3, helper "forwarding") ---------------------------------------------
+class SpamEngineKind(StrEnum):
+    """The engine that scores inbound mail."""
+
+    BUILTIN = "builtin"
+    RSPAMD = "rspamd"
+
+
+@dataclass(frozen=True, slots=True)
+class SpamServiceSettings:
+    """The spam block's service-wide settings (members choose on/off and sensitivity)."""
+
+    junk_retention_days: int = setting(
+        30,
+        "Days a message is kept in a member's Junk folder; older ones are deleted (outcome "
+        "`junk.expired`) every hour by `tayori serve` and by `tayori junk expire`. "
+        "0: keep Junk for ever.",
+        minimum=0,
+    )
+    # Engine choice (issue 3, helper "spam").
+    engine: SpamEngineKind = setting(
+        SpamEngineKind.BUILTIN,
+        "Which engine scores mail: `builtin` (Tayori's own classifier) or `rspamd` (rspamd's "
+        "HTTP API at `rspamd_url`; when it does not answer, the built-in engine scores "
+        "instead and the fall-back is logged as `spam.rspamd_unreachable`). Learning always "
+        "also trains the built-in engine.",
+    )
+    rspamd_url: str = setting(
+        "http://127.0.0.1:11334",
+        "rspamd's controller (`/checkv2` for scoring, `/learnspam` and `/learnham` for "
+        'learning), with `engine = "rspamd"`.',
+    )
+    rspamd_timeout: float = setting(
+        2.0,
+        "Seconds to wait for rspamd before scoring with the built-in engine; rspamd is then "
+        "left alone for 30 seconds.",
+    )
+    rspamd_password: str = setting(
+        "",
+        "Sent as rspamd's `Password` header when learning (the controller's "
+        "`enable_password`); empty: none.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """How long outcomes (the delivery history members and admins read) are kept."""
+
+    retention_days: int = setting(
+        90,
+        "Days an outcome is kept; older ones are deleted every hour by `tayori serve` and by "
+        "`tayori history purge`. 0: keep them for ever.",
+        minimum=0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorSettings:
+    """The mail doctor (`tayori doctor`, the member's doctor page)."""
+
+    large_message_size: int = setting(
+        20 * MB,
+        "Inbox messages at least this large are reported as likely to stall mail programs.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The webmail and JSON API served on `[listen] http`."""
+
+    public_url: str = setting(
+        "",
+        "The address members type, e.g. `https://mail.example.jp/`. Empty: taken from each "
+        "request. An `https://` URL marks session cookies Secure even behind a proxy that "
+        "speaks plain HTTP to Tayori.",
+    )
+    trusted_proxies: list[str] = setting(
+        list,
+        "Addresses or networks (`10.0.0.0/8`) of reverse proxies whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` are believed. Empty: the connecting address is the client.",
+        factory=True,
+    )
+    session_idle_timeout: float = setting(
+        3600.0, "Seconds without a request after which a webmail session is signed out."
+    )
+    session_absolute_timeout: float = setting(
+        7 * 86400.0, "Seconds after sign-in after which a session ends however active it is."
+    )
+    insecure_cookies_on_loopback: bool = setting(
+        True,
+        "Leave the Secure flag off session cookies for plain-HTTP requests from 127.0.0.0/8 "
+        "and ::1 (local testing); everywhere else cookies are Secure.",
+    )
+    time_zone: str = setting(
+        "Asia/Tokyo", "Time zone dates are shown in for members who have not chosen one."
+    )
+    language: str = setting(
+        "ja",
+        "Language for members who have not chosen one and whose browser asks for neither "
+        "Japanese nor English (`ja` or `en`).",
+    )
+    page_size: int = setting(50, "Messages per page in a folder's message list.")
+    large_message_size: int = setting(
+        10 * MB, "Messages at least this large are marked in message lists."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -334,5 +441,9 @@ class Settings:
     submission: SubmissionSettings = field(default_factory=SubmissionSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    spam: SpamServiceSettings = field(default_factory=SpamServiceSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    doctor: DoctorSettings = field(default_factory=DoctorSettings)
     source: Path | None = None
     """The file these settings came from (not a key)."""

@@ -19,5 +19,9 @@ class ConflictError(TayoriError):
     """The thing to create exists already, or removing it would break another."""
 
 
+class QuotaExceededError(TayoriError):
+    """Storing this would take the account over its quota; nothing was stored."""
+
+
 class StoreUnavailableError(TayoriError):
     """The store cannot take a write now (disk full, database down): a temporary failure."""

@@ -421,13 +421,151 @@ _CODES: tuple[ReasonCode, ...] = (
             "転送先に届けられませんでした(転送先のサーバが受け取りを拒否しました)。",
             "The message could not be forwarded: the forwarding address's server refused it.",
         ),
+        # Also read by the original sender in the delivery report (DSN) of a forwarded copy.
         Text(
-            "転送先のアドレスが正しいか、転送先のメールボックスが一杯でないか確認してください。"
-            "失敗が続く転送先は転送設定から削除してください。",
-            "Check the forwarding address and that its mailbox is not full; remove a "
-            "forwarding address that keeps failing.",
+            "転送を設定した方は、転送先のアドレスが正しいか、転送先のメールボックスが一杯でないか確認し、"
+            "失敗が続く転送先は転送設定から削除してください。送信した方は、別の方法で受信者に連絡してください。",
+            "If you set up the forwarding: check the forwarding address and that its mailbox is "
+            "not full, and remove a forwarding address that keeps failing. If you sent the "
+            "message: reach the recipient another way.",
         ),
         "The forwarding address, the remote server's reply and the queue id of the copy.",
+    ),
+    # --- forwarding delivery and Junk retention (issue 3, helper "forwarding") -------------
+    ReasonCode(
+        "forward.queued",
+        None,
+        Text(
+            "メール転送の設定に従い、転送先への送信を始めました。このメールボックスには残していません(コピーを残さない設定)。",
+            "Accepted and being forwarded to your forwarding addresses; no copy was kept here "
+            "(as you set up).",
+        ),
+        Text(
+            "対応は不要です。転送の結果は転送先ごとに「転送しました」「転送できませんでした」として記録されます。",
+            'Nothing to do. The result is recorded per forwarding address as "forwarded" or '
+            '"could not be forwarded".',
+        ),
+        "The forwarding addresses, the rewritten (SRS) sender and the queue id of the copy.",
+    ),
+    ReasonCode(
+        "forward.target_failing",
+        None,
+        Text(
+            "転送先が続けて受け取りを拒否しています。転送先のアドレスを確認するか、転送設定から削除してください。",
+            "A forwarding address has refused mail several times in a row. Check it, or remove "
+            "it from your forwarding settings.",
+        ),
+        Text(
+            "転送先のアドレスの綴り、転送先のメールボックスが使えるかを確認してください。",
+            "Check the spelling of the forwarding address and that its mailbox still works.",
+        ),
+        "The forwarding address, how many permanent failures in a row, and the last reply.",
+    ),
+    ReasonCode(
+        "srs.invalid",
+        SmtpReply(550, "5.1.1", "<{address}>: Recipient address rejected: invalid SRS address"),
+        Text(
+            "転送メールの差出人として使ったアドレス(SRS)宛てのメールでしたが、偽造されたか期限切れのため受け取りを拒否しました。",
+            "Mail to a rewritten forwarding sender address (SRS) was refused: the address was "
+            "forged or has expired.",
+        ),
+        Text(
+            "対応は不要です。正しい宛先不明通知は転送から数週間以内に届きます。",
+            "Nothing to do. Genuine delivery reports for forwarded mail arrive within a few "
+            "weeks of the forwarding.",
+        ),
+        "Why the address was refused: not ours, wrong hash (forged or another key), or expired.",
+    ),
+    ReasonCode(
+        "junk.expired",
+        None,
+        Text(
+            "迷惑メールフォルダでの保存期間が過ぎたため、削除しました。",
+            "Deleted from the Junk folder after the retention period.",
+        ),
+        Text(
+            "必要なメールが迷惑メールフォルダに入っていた場合は、保存期間内に受信箱へ移し、差出人を安全な差出人に登録してください。",
+            "If wanted mail lands in Junk, move it to the inbox within the retention period and "
+            "add the sender to your safe senders.",
+        ),
+        "Mailbox, UID, the message's arrival time and the retention in days.",
+    ),
+    # --- the mail doctor's findings (issue 7): states, not SMTP decisions -------------------
+    ReasonCode(
+        "message.large",
+        None,
+        Text(
+            "受信箱に大きなメール({size})があり、メールソフトの受信が止まったり時間切れになったりする"
+            "原因になっている可能性があります。",
+            "There is a large message ({size}) in your inbox; it can make your mail program's "
+            "download stall or time out.",
+        ),
+        Text(
+            "Web メールでそのメールを開き、必要な添付ファイルを保存してから"
+            "メールを削除してください。",
+            "Open the message in the webmail, save the attachments you need, then delete it.",
+        ),
+        "The message's mailbox, id, size, sender and the configured threshold.",
+    ),
+    ReasonCode(
+        "message.malformed",
+        None,
+        Text(
+            "受信箱に形式の壊れたメールがあり、メールソフトが読み込めずに受信が止まる原因になっている"
+            "可能性があります。",
+            "There is a malformed message in your inbox (broken header or MIME structure); "
+            "your mail program may be unable to read it, which can stop its download.",
+        ),
+        Text(
+            "Web メールでそのメールを確認し、不要なら削除してください。",
+            "Look at the message in the webmail and delete it if you do not need it.",
+        ),
+        "The message's mailbox, id and the defects the MIME layer recorded.",
+    ),
+    ReasonCode(
+        "no_attempt",
+        None,
+        Text(
+            "指定の相手({sender})からこのアドレス宛てのメールは、このサービスに一度も届いていません"
+            "(受信も拒否もしていません)。",
+            "No attempt to send mail from {sender} to this address reached this service "
+            "(nothing was received or refused).",
+        ),
+        Text(
+            "送信者に、宛先アドレスの綴り(ドメインを含む)と、相手側にエラーメールが届いていないかを"
+            "確認してもらってください。",
+            "Ask the sender to check the address they sent to (including the domain) and "
+            "whether they got an error report from their own provider.",
+        ),
+        "The sender and subject asked about, the period searched, and refused attempts "
+        "from that sender to addresses that do not exist here.",
+    ),
+    # --- webmail sending (issue 6, helper "compose & settings") ------------------------------
+    ReasonCode(
+        "recipient.domain_unknown",
+        SmtpReply(550, "5.1.2", "<{address}>: Recipient address rejected: domain not found"),
+        Text(
+            "宛先アドレスのドメインが DNS に存在しないため、送信しませんでした。",
+            "The domain of the recipient address does not exist in DNS, so the message was "
+            "not sent.",
+        ),
+        Text(
+            "宛先アドレスのドメイン名に誤字がないか確認してください"
+            "(例: example.con → example.com)。",
+            "Check the recipient address's domain for typos "
+            "(e.g. example.con instead of example.com).",
+        ),
+        "The recipient domain and the DNS answer (nxdomain, no MX or address, null MX).",
+    ),
+    ReasonCode(
+        "mailbox.saved",
+        None,
+        Text(
+            "ウェブメールで書いたメールを、送信済みまたは下書きフォルダに保存しました。",
+            "A message you wrote in the webmail was saved in your Sent or Drafts folder.",
+        ),
+        Text("対応は不要です。", "Nothing to do."),
+        "The mailbox (Sent or Drafts), and the queue id of the message when it was sent.",
     ),
 )
 

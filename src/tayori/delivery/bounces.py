@@ -3,6 +3,10 @@
 A report to one of our members goes into their INBOX like any mail; a report to someone
 elsewhere goes back out through the queue with an empty envelope sender (RFC 5321 6.1), so
 that a report about the report is never sent (no bounce loops).
+
+A member who forwards (issue 3) gets the report where they read their mail: the `Forwarder`
+plans and commits it as it does for mail from the MX (keep a copy or not, loops), with the
+null sender kept (never rewritten with SRS). Who forwards is one batched read.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from tayori.core.address import AddressError, parse_address
 from tayori.core.outcome import utcnow
@@ -20,6 +25,9 @@ from tayori.delivery.summary import summarise
 from tayori.delivery.trace import Arrival, new_queue_id, normalise_line_endings, received_header
 from tayori.storage.interfaces import BlobStore, MetadataStore, QueueStore
 from tayori.storage.records import NewQueuedMessage
+
+if TYPE_CHECKING:
+    from tayori.delivery.forwarding import Forwarder
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +46,15 @@ class BounceRouter:
         hostname: str,
         lifetime: timedelta,
         queued: Callable[[], None] = lambda: None,
+        original_sender: Callable[[str], str | None] | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
+        """`original_sender`: who is behind one of our SRS addresses (forwarding, issue 3),
+        so a report about a forwarded copy reaches the one who sent the message.
+        `forwarder`: reports to members who forward are forwarded (none: filed only)."""
         self._queued = queued
+        self._forwarder = forwarder
+        self._original_sender = original_sender
         self._metadata = metadata
         self._local = local
         self._blobs = blobs
@@ -53,6 +68,9 @@ class BounceRouter:
         except AddressError:
             log.warning("not sending a delivery report to an unusable address")
             return
+        original = self._original_sender(canonical) if self._original_sender else None
+        if original is not None:
+            recipient = canonical = original
         arrival = Arrival(
             helo=self._hostname,
             client_ip="127.0.0.1",
@@ -71,7 +89,11 @@ class BounceRouter:
                 log.info("delivery report for a removed member dropped")
                 return
             members = [Recipient(recipient, account) for account in lookup.accounts]
-            result = await self._local.deliver("", members, raw, arrival)
+            plans = await self._forwarder.member_plans("", members, raw) if self._forwarder else {}
+            if self._forwarder is not None and plans:
+                result = await self._forwarder.deliver("", members, raw, raw, arrival, None, plans)
+            else:
+                result = await self._local.deliver("", members, raw, arrival)
             if result.reply.is_temporary:
                 raise BounceUndeliverableError(str(result.reply))
             _log_refusal(result.reply)

@@ -24,11 +24,18 @@ from tayori.core.outcome import Direction, Outcome, OutcomeKind
 from tayori.core.reasons import reason
 from tayori.core.reply import SmtpReply
 from tayori.delivery.committer import DeliveryCommitter
+from tayori.delivery.indexing import message_index
 from tayori.delivery.summary import summarise
 from tayori.delivery.trace import Arrival, normalise_line_endings, trace_headers
 from tayori.pipeline.recipients import over_quota, quota_detail
 from tayori.storage.interfaces import BlobStore, MetadataStore
-from tayori.storage.records import Account, MessageSummary, NewMessage, SpecialUse
+from tayori.storage.records import (
+    Account,
+    MessageIndex,
+    MessageSummary,
+    NewMessage,
+    SpecialUse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +156,9 @@ class LocalDelivery:
         ]
         accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
         prepared = LocalCopies(base, tuple(recipients), len(body), accepted)
+        # The search index entry is computed from the bytes while the blobs are written, in
+        # a worker thread, so that it adds no time inside the group commit.
+        indexing = asyncio.ensure_future(asyncio.to_thread(_index_or_none, body))
         try:
             written = await asyncio.gather(
                 *(asyncio.to_thread(self._blobs.put, [c]) for c in copies), return_exceptions=True
@@ -158,8 +168,10 @@ class LocalDelivery:
                 if isinstance(failure, BaseException):
                     raise failure
         except Exception as error:
+            await indexing
             await self.store_failed(prepared, error)
             return DeliveryResult(reason("store.failed").reply_for(), 0)
+        index = await indexing
         refused = reason("rcpt.over_quota")
         for recipient, copy, ref in zip(recipients, copies, prepared.refs, strict=True):
             where = filed[recipient.account.id]
@@ -196,6 +208,7 @@ class LocalDelivery:
                         reply=str(refused.reply_for(address=recipient.address)),
                     ),
                     enforce_quota=False,
+                    index=index,
                 )
             )
         return prepared
@@ -267,3 +280,13 @@ class LocalDelivery:
         ]
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._metadata.record_outcomes, outcomes)
+
+
+def _index_or_none(body: bytes) -> MessageIndex | None:
+    """The search index entry, or None (left for `tayori mailbox reindex`) should the MIME
+    layer fail on some input after all: a message must never be refused for its index."""
+    try:
+        return message_index(body)
+    except Exception:
+        log.exception("could not index a message for search; it is stored without")
+        return None

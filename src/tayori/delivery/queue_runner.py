@@ -34,9 +34,10 @@ import os
 import secrets
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from tayori.config.settings import OutboundSettings
 from tayori.delivery.attempts import (
@@ -71,6 +72,15 @@ MESSAGES_PER_CONNECTION = 5
 """Another connection to a destination opens (up to its concurrency limit) only when more
 than this many transactions per open connection are waiting: a few messages share one
 connection, a burst spreads over several."""
+
+
+class ForwardResults(Protocol):
+    """Forwarded copies' results as the member reads them (issue 3, `delivery.forwarding`):
+    `relabel` names them before they are recorded, `recorded` counts them afterwards."""
+
+    def relabel(self, entry: QueueEntry, results: dict[int, AttemptResult]) -> None: ...
+
+    async def recorded(self, entry: QueueEntry, results: Mapping[int, AttemptResult]) -> None: ...
 
 
 @dataclass(eq=False)
@@ -124,7 +134,9 @@ class QueueRunner:
         poll_interval: float = 5.0,
         lease: timedelta | None = None,
         tls: ssl.SSLContext | None = None,
+        forwarding: ForwardResults | None = None,
     ) -> None:
+        self._forwarding = forwarding
         self._queue = queue
         self._blobs = blobs
         self._resolver = resolver
@@ -423,7 +435,11 @@ class QueueRunner:
 
     async def _finish(self, claim: _Claim) -> None:
         try:
+            if self._forwarding is not None:
+                self._forwarding.relabel(claim.entry, claim.results)
             await self._recorder.record(claim.entry, claim.holder, claim.results, claim.skipped)
+            if self._forwarding is not None:
+                await self._forwarding.recorded(claim.entry, claim.results)
         except Exception:
             log.exception("queue %s: recording the attempt failed", claim.entry.queue_id)
             with contextlib.suppress(Exception):

@@ -1,10 +1,17 @@
 """Members' reject lists (受信拒否設定) as pipeline steps: by envelope sender at RCPT, so the
 sender's own server tells them; by envelope sender or From: at the end of DATA, per member.
-The matching itself is `tayori.rules.decide`; the rules come from `Stores.rules`."""
+The matching itself is `tayori.rules.decide`; the rules come from `Stores.rules`.
+
+Each member's filters (rules, spam settings, forwarding) are read once per transaction and
+shared by every step that needs them (RCPT check, reject lists, spam block, forwarding), so a
+member without forwarding costs no extra database round trip.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
@@ -14,8 +21,15 @@ from tayori.pipeline.runner import Decision
 from tayori.pipeline.steps import Client
 from tayori.pipeline.verdicts import Action, Verdict
 from tayori.rules.decide import RuleDecision, decide_sender
+from tayori.rules.model import AccountFilters
 from tayori.storage.records import Account
 from tayori.storage.sql_rules import RulesStore
+
+MEMO_SECONDS = 60.0
+"""How long filters read for one transaction are reused: about one SMTP transaction, so a
+member's change applies to the next message, never to one already being received."""
+MEMO_LIMIT = 10_000
+"""Transactions remembered at once; beyond it the memo is cleared (never wrong, only slower)."""
 
 
 def from_addresses(message: bytes) -> list[str]:
@@ -41,21 +55,62 @@ def rule_verdict(decision: RuleDecision | None) -> Verdict | None:
     return Verdict(action, decision.reason, reply, decision.detail)
 
 
+@dataclass(slots=True)
+class _Memo:
+    """Filters read during one transaction of one connection."""
+
+    client: Client
+    """Held so that its id cannot be reused by another connection while remembered."""
+    sender: str
+    started: float
+    filters: dict[int, AccountFilters] = field(default_factory=dict)
+
+
 class MemberRules:
-    """The RecipientStep for reject lists, and the RCPT-time check by envelope sender."""
+    """The RecipientStep for reject lists, the RCPT-time check by envelope sender, and the
+    per-transaction memo of members' filters the other steps read (`filters`)."""
 
     def __init__(self, rules: RulesStore) -> None:
         self._rules = rules
+        self._memo: dict[int, _Memo] = {}
 
-    async def at_rcpt(self, account: Account, sender: str) -> Verdict | None:
+    async def filters(self, account: Account, client: Client | None = None) -> AccountFilters:
+        """The member's filters, read once per transaction of `client` (every read when no
+        client is given)."""
+        if client is None:
+            return await asyncio.to_thread(self._rules.filters_for, account.id)
+        now = time.monotonic()
+        memo = self._memo.get(id(client))
+        if (
+            memo is None
+            or memo.client is not client
+            or memo.sender != client.sender
+            or now - memo.started > MEMO_SECONDS
+        ):
+            if len(self._memo) >= MEMO_LIMIT:
+                self._memo.clear()
+            memo = self._memo[id(client)] = _Memo(client, client.sender, now)
+        found = memo.filters.get(account.id)
+        if found is None:
+            found = await asyncio.to_thread(self._rules.filters_for, account.id)
+            memo.filters[account.id] = found
+        return found
+
+    def forget(self, client: Client) -> None:
+        """The transaction is over (end of DATA): the next one reads the filters afresh."""
+        self._memo.pop(id(client), None)
+
+    async def at_rcpt(
+        self, account: Account, sender: str, client: Client | None = None
+    ) -> Verdict | None:
         """Only rules on the envelope sender can decide before DATA."""
-        filters = await asyncio.to_thread(self._rules.filters_for, account.id)
+        filters = await self.filters(account, client)
         verdict = rule_verdict(decide_sender(filters.rules, sender))
         return verdict if verdict is not None and verdict.action is Action.REJECT else None
 
     async def decide(
         self, account: Account, message: bytes, client: Client, so_far: Decision
     ) -> Decision:
-        filters = await asyncio.to_thread(self._rules.filters_for, account.id)
+        filters = await self.filters(account, client)
         verdict = rule_verdict(decide_sender(filters.rules, client.sender, from_addresses(message)))
         return Decision(() if verdict is None else (verdict,))

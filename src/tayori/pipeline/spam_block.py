@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from tayori.core.reply import SmtpReply
+from tayori.pipeline.member_rules import MemberRules
 from tayori.pipeline.runner import Decision
 from tayori.pipeline.steps import Client
 from tayori.pipeline.verdicts import Action, Verdict
@@ -25,16 +26,23 @@ _FILED = SmtpReply(250, "2.0.0", "Ok")
 class SpamBlock:
     """The RecipientStep running the classifier for one member."""
 
-    def __init__(self, engine: SpamEngine, rules: RulesStore) -> None:
+    def __init__(
+        self, engine: SpamEngine, rules: RulesStore, member_rules: MemberRules | None = None
+    ) -> None:
+        """`member_rules`: read the settings from its per-transaction memo (no extra query)."""
         self._engine = engine
         self._rules = rules
+        self._member_rules = member_rules
 
     async def decide(
         self, account: Account, message: bytes, client: Client, so_far: Decision
     ) -> Decision:
         if SAFE_SENDER in so_far.reasons or so_far.action is not Action.ACCEPT:
             return Decision()  # a safe sender, or already decided (Junk or refused)
-        settings = await asyncio.to_thread(self._rules.get_spam_settings, account.id)
+        if self._member_rules is not None:
+            settings = (await self._member_rules.filters(account, client)).spam
+        else:
+            settings = await asyncio.to_thread(self._rules.get_spam_settings, account.id)
         if not settings.enabled:
             return Decision()
         extra = [f"check:{code}" for code in so_far.reasons]

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tayori.core.address import normalise_domain, parse_address
@@ -191,6 +192,40 @@ def _cmd_spam_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- Junk retention ------------------------------------------------------------------------
+
+
+def _time(text: str) -> datetime:
+    """An ISO 8601 time; UTC when it names no zone."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-01-31T09:00:00+09:00"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _cmd_junk_expire(args: argparse.Namespace) -> int:
+    from tayori.config.loader import config_path, load_settings
+    from tayori.delivery.retention import purge_junk
+
+    days = args.days
+    if days is None:
+        days = load_settings(config_path(args.config)).spam.junk_retention_days
+    now: datetime = args.now or datetime.now(UTC)
+    with _open_stores(args) as stores:
+        done = purge_junk(stores.metadata, stores.blobs, now, days)
+    if days <= 0:
+        _out("Junk is kept for ever ([spam] junk_retention_days = 0): nothing deleted")
+        return 0
+    _out(
+        f"deleted {done.messages} Junk messages older than {days} days "
+        f"({done.bytes} bytes, {len(done.accounts)} accounts)"
+    )
+    return 0
+
+
 # --- the parser ---------------------------------------------------------------------------
 
 
@@ -258,6 +293,22 @@ def register(commands: Any, command: Command, group: Group) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also forward mail judged spam (default: no, it stays in Junk here)",
+    )
+
+    junk = group("junk", "the members' Junk folders")
+    expire = command(
+        junk,
+        "expire",
+        _cmd_junk_expire,
+        "delete Junk messages older than [spam] junk_retention_days (outcome junk.expired); "
+        "`tayori serve` does this every hour",
+    )
+    expire.add_argument("--days", type=int, help="this retention instead of the configured one")
+    expire.add_argument(
+        "--now",
+        metavar="TIME",
+        type=_time,
+        help="ISO 8601 time to count from instead of now (for checks)",
     )
 
     spam = command(

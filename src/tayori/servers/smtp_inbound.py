@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tayori.config.settings import LimitsSettings
 from tayori.core.address import AddressError, parse_address
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
+from tayori.delivery.forwarding import Forwarder
 from tayori.delivery.local import Filing, LocalDelivery, Recipient
 from tayori.delivery.trace import Arrival, new_queue_id
 from tayori.mailauth.results import authentication_results, remove_our_headers, spam_headers
@@ -27,6 +28,8 @@ from tayori.pipeline.recipients import decide_recipient
 from tayori.pipeline.runner import Decision, merge
 from tayori.pipeline.steps import Client
 from tayori.pipeline.verdicts import Action, Verdict
+from tayori.rules.decide import ForwardPlan
+from tayori.rules.srs import is_srs
 from tayori.servers.smtp_session import LOCAL_ERROR, SessionEnvelope
 from tayori.storage.interfaces import MetadataStore
 from tayori.storage.records import Account, SpecialUse
@@ -56,8 +59,10 @@ class InboundHandler:
         pipeline: InboundPipeline | None = None,
         authserv_id: str = "",
         member_rules: MemberRules | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self._member_rules = member_rules
+        self._forwarder = forwarder  # forwarding and SRS bounces (issue 3)
         self._metadata = metadata
         self._delivery = delivery
         self._limits = limits
@@ -135,6 +140,8 @@ class InboundHandler:
             return str(refusal.reply)
         lookup = await asyncio.to_thread(self._metadata.lookup_recipient, canonical)
         decision = decide_recipient(address, lookup, declared_size=envelope.declared_size)
+        if self._forwarder and lookup.hosted and not lookup.accounts and is_srs(canonical):
+            return await self._srs_rcpt(session, envelope, address, canonical, rcpt_options)
         refused = [
             self._refusal_outcome(session, envelope, address, verdict, account_id, told)
             for account_id, verdict, told in _refusals(decision.refusal, decision.full, address)
@@ -156,7 +163,7 @@ class InboundHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SessionEnvelope) -> str:
-        if not envelope.recipients:  # every RCPT reached only an alias member already full
+        if not envelope.recipients and not envelope.remote:  # only full alias members
             return "554 5.5.1 Error: no valid recipients"
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         content = remove_our_headers(envelope.original_content or b"", self._authserv_id)
@@ -193,9 +200,20 @@ class InboundHandler:
                 filing[recipient.account.id] = self._filing(mine, checks)
             if refused:
                 await asyncio.to_thread(self._metadata.record_outcomes, refused)
-            if not keep:
+            message_refusal = decision.decisive
+            if message_refusal is not None and message_refusal.action in _REFUSING:
+                # SRS bounce relays (issue 3) follow the message's own checks.
+                relays_refused = [
+                    self._refusal_outcome(session, envelope, to, message_refusal, None)
+                    for to in envelope.remote
+                ]
+                await asyncio.to_thread(self._metadata.record_outcomes, relays_refused)
+                envelope.remote.clear()
+            if not keep and not envelope.remote:
                 # Refused for every recipient: the sender's server is told (no bounce from us).
-                return refused[0].reply
+                if self._member_rules is not None:
+                    self._member_rules.forget(state.client)
+                return refused[0].reply if refused else _refusal_reply(message_refusal)
             # Refused for some members only (their own reject lists): the others get it, and
             # the refusals stay recorded; one DATA reply cannot refuse some recipients.
             recipients = keep
@@ -213,8 +231,52 @@ class InboundHandler:
             queue_id=new_queue_id(),
             time=utcnow(),
         )
-        result = await self._delivery.deliver(envelope.sender, recipients, content, arrival, filing)
+        plans: dict[int, ForwardPlan] = {}  # forwarding (issue 3)
+        if self._member_rules is not None and self._pipeline is not None and filing is not None:
+            state = self._state(session)
+            if self._forwarder is not None:
+                raw = envelope.original_content or b""
+                plans = await self._forwarder.plans(
+                    self._member_rules, state.client, recipients, filing, raw
+                )
+            self._member_rules.forget(state.client)
+        if self._forwarder is not None and (plans or envelope.remote):
+            result = await self._forwarder.deliver(
+                envelope.sender,
+                recipients,
+                content,
+                envelope.original_content or b"",
+                arrival,
+                filing,
+                plans,
+                envelope.remote,
+            )
+        else:
+            result = await self._delivery.deliver(
+                envelope.sender, recipients, content, arrival, filing
+            )
         return str(result.reply)
+
+    async def _srs_rcpt(
+        self,
+        session: Session,
+        envelope: SessionEnvelope,
+        address: str,
+        canonical: str,
+        rcpt_options: list[str],
+    ) -> str:
+        """A bounce to a forwarded copy's rewritten sender (SRS, issue 3): relayed to the
+        original sender at DATA when the address is ours and fresh, else refused as such."""
+        assert self._forwarder is not None
+        relay = self._forwarder.srs_recipient(canonical)
+        if isinstance(relay, Verdict):
+            outcome = self._refusal_outcome(session, envelope, address, relay, None)
+            await asyncio.to_thread(self._metadata.record_outcomes, [outcome])
+            return str(relay.reply)
+        envelope.remote.append(relay)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
 
     async def _member_refusals(
         self,
@@ -231,7 +293,9 @@ class InboundHandler:
         refusal: Verdict | None = None
         outcomes: list[Outcome] = []
         for account in accounts:
-            verdict = await self._member_rules.at_rcpt(account, envelope.sender)
+            # The client carries the transaction's memo of filters (read once, issue 3).
+            client = self._state(session).client if self._pipeline is not None else None
+            verdict = await self._member_rules.at_rcpt(account, envelope.sender, client)
             if verdict is None:
                 kept.append(account)
                 continue
@@ -313,6 +377,10 @@ def _refusals(
         return [(None, refusal, True)]
     skipped = Verdict.reject("rcpt.over_quota", "alias member full", address=address)
     return [(account.id, skipped, False) for account in full]
+
+
+def _refusal_reply(verdict: Verdict | None) -> str:
+    return str(verdict.reply) if verdict is not None else "554 5.5.1 Error: no valid recipients"
 
 
 def peer_ip(session: Session) -> str:

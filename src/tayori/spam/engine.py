@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from tayori.spam.classifier import DEFAULT_SETTINGS, ClassifierSettings, classify
 from tayori.spam.store import TokenStore, Training, message_digest
-from tayori.spam.tokens import tokenize
+from tayori.spam.tokens import VERSION_PREFIX, VERSION_TOKEN, tokenize
 
 __all__ = ["DEFAULT_THRESHOLDS", "Sensitivity", "SpamEngine", "SpamResult"]
 
@@ -93,6 +93,8 @@ class SpamEngine:
     ) -> SpamResult:
         """`score` for tokens already made (benchmarks tokenise once, score many times)."""
         totals, counts = self.store.lookup(tokens, account_id)
+        # Bookkeeping of the tokenizer version, not evidence (see tokens.VERSION_TOKEN).
+        counts = {t: c for t, c in counts.items() if not t.startswith(VERSION_PREFIX)}
         result = classify(counts, totals, self.settings)
         spammy = [(token, f) for token, f in result.clues if f > 0.5][:_REASONS]
         return SpamResult(
@@ -100,6 +102,18 @@ class SpamEngine:
             is_spam=result.score >= self.threshold(sensitivity),
             top_reasons=tuple(_describe(token, f) for token, f in spammy),
         )
+
+    def stale_training(self, account_id: int | None = None) -> float:
+        """The share (0 … 1) of learnt messages whose tokens came from another tokenizer
+        version than this one: their counts partly describe tokens no longer made, so a
+        large share means "retrain" (`tayori spam train`). 0.0 when nothing was learnt."""
+        totals, counts = self.store.lookup([VERSION_TOKEN], account_id)
+        learnt = totals.spam + totals.ham
+        if learnt <= 0:
+            return 0.0
+        current = counts.get(VERSION_TOKEN)
+        fresh = 0 if current is None else current.spam + current.ham
+        return max(0.0, min(1.0, (learnt - fresh) / learnt))
 
     def learn(
         self, raw: bytes, is_spam: bool, account_id: int | None = None, *, extra: Iterable[str] = ()

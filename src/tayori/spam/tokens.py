@@ -9,9 +9,20 @@ the same tokens as UTF-8.
 Header words are prefixed with their field (`subject:free` is not `free`), because the same
 word says different things in different places. URL hosts and a few structural facts
 (HTML only, attachment types, defects) are tokens too, so that everything the classifier
-learns from is one kind of thing and `top_reasons` can name it. Words of other header fields
-and HTML tag names are left out: they come in large correlated groups (list headers,
-boilerplate abuse headers, every tag of a template) that outvote the rest; measured worse.
+learns from is one kind of thing and `top_reasons` can name it. Words of other header fields,
+the mere names of header fields present, and HTML tag names are left out: they come in large
+correlated groups (a mailing list adds nine List-*/X-Mailman headers at once, every tag of a
+template) that outvote the rest, so spam sent through a mailing list looked like the list's
+ham. Measured on the training half only (2-fold cross-validation): dropping field names took
+recall at 0.1 % ham false positives from 86.9 % to 90.3 % and (1-AUC) from 0.154 % to 0.145 %.
+Word pairs (adjacent bigrams) were tried and left out: better AUC, but more correlated clues
+pushed a few hams to the top, and recall at 0.1 % false positives fell.
+
+`TOKENIZER_VERSION` changes whenever the same message would give other tokens. Counts learnt
+with another version are stale (their tokens are partly never made any more), so every
+learnt message also counts a `VERSION_TOKEN`; the engine compares it with the totals and
+says how much of the training is stale (`SpamEngine.stale_training`). After an upgrade that
+changes the version, retrain (`tayori spam train` on the kept spam/ham) for full accuracy.
 
 A message is a set: a word said ten times counts once (Graham, Robinson), which keeps long
 repetitive spam from drowning the statistics.
@@ -24,7 +35,23 @@ from collections.abc import Iterable
 
 from tayori.mime import Message, decode_header_text, parse_message
 
-__all__ = ["MAX_TOKEN_LEN", "message_tokens", "text_tokens", "tokenize"]
+__all__ = [
+    "MAX_TOKEN_LEN",
+    "TOKENIZER_VERSION",
+    "VERSION_PREFIX",
+    "VERSION_TOKEN",
+    "message_tokens",
+    "text_tokens",
+    "tokenize",
+]
+
+TOKENIZER_VERSION = 2
+"""1: header field names were tokens (`hdr:list-id`); 2: they are not."""
+
+VERSION_PREFIX = "x:tokenizer:"
+VERSION_TOKEN = f"{VERSION_PREFIX}{TOKENIZER_VERSION}"
+"""Made for every message, so the store counts how many learnt messages each version made.
+It is bookkeeping, never a clue: the engine leaves it out of the classification."""
 
 MAX_TOKEN_LEN = 60
 """Tokens are cut to this length (the SQL column is sized for it)."""
@@ -105,7 +132,6 @@ def _header_tokens(message: Message, out: set[str]) -> None:
     headers = message.root.headers
     for name, raw in headers:
         lower = name.lower()
-        out.add(f"hdr:{lower[:40]}")
         prefix = _TEXT_FIELDS.get(lower)
         if prefix is not None:
             _words(decode_header_text(raw), prefix + ":", out)
@@ -176,4 +202,5 @@ def tokenize(raw: bytes, extra: Iterable[str] = ()) -> set[str]:
     from the pipeline), so that such facts are learnt from like everything else."""
     tokens = message_tokens(parse_message(raw))
     tokens.update(token[:MAX_TOKEN_LEN] for token in extra)
+    tokens.add(VERSION_TOKEN)
     return tokens

@@ -23,10 +23,18 @@ from tayori.storage.engine import (
     safe_url,
     write_transaction,
 )
-from tayori.storage.interfaces import BlobStore, MetadataStore, QueueStore
+from tayori.storage.interfaces import (
+    BlobStore,
+    MemberStore,
+    MetadataStore,
+    QueueStore,
+    WebSessionStore,
+)
+from tayori.storage.sql_member import SqlMemberStore
 from tayori.storage.sql_queue import SqlQueueStore
 from tayori.storage.sql_rules import RulesStore, SqlRulesStore
 from tayori.storage.sql_store import Clock, SqlMetadataStore
+from tayori.storage.sql_web import SqlWebSessionStore
 
 _SCRIPT_LOCATION = "tayori.storage:migrations"
 # Any constant: concurrent `tayori migrate` runs on PostgreSQL queue on this advisory lock.
@@ -44,6 +52,8 @@ class Stores:
     queue: QueueStore
     rules: RulesStore
     spam: TokenStore
+    web_sessions: WebSessionStore
+    member: MemberStore
 
     def close(self) -> None:
         # The queue store, and the blob store in PostgreSQL mode, share the metadata
@@ -103,7 +113,15 @@ def open_stores(url: str, data_dir: Path, *, clock: Clock = utcnow) -> Stores:
         blobs = SqlBlobStore(engine)
     rules = SqlRulesStore(engine, clock=clock)
     spam = SqlTokenStore(engine, clock=clock)
-    return Stores(metadata=metadata, blobs=blobs, queue=queue, rules=rules, spam=spam)
+    return Stores(
+        metadata=metadata,
+        blobs=blobs,
+        queue=queue,
+        rules=rules,
+        spam=spam,
+        web_sessions=SqlWebSessionStore(engine),
+        member=SqlMemberStore(engine, clock=clock),
+    )
 
 
 def migrate(url: str, data_dir: Path) -> None:

@@ -8,10 +8,17 @@ and keeps database drivers out of the event loop.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
 from tayori.core.outcome import Outcome
+from tayori.storage.member_records import (
+    AppPassword,
+    Correspondent,
+    MemberPreferences,
+    TotpState,
+)
 from tayori.storage.records import (
     Account,
     Alias,
@@ -19,11 +26,17 @@ from tayori.storage.records import (
     DkimKey,
     Domain,
     Mailbox,
+    MailboxStatus,
+    MessageIndex,
+    MessagePage,
+    MessageQuery,
     NewMessage,
     NewQueuedMessage,
+    PlacedMessage,
     QueueEntry,
     RecipientLookup,
     RecipientUpdate,
+    SortKey,
     SpecialUse,
     StoredMessage,
     StoredOutcome,
@@ -126,6 +139,122 @@ class MetadataStore(Protocol):
         references to delete after the commit. Unknown ids are ignored."""
         ...
 
+    # --- mailbox operations (webmail, IMAP; issue 6) -------------------------------------------
+    # Every method taking `account_id` checks ownership: a mailbox or message id of another
+    # account behaves exactly like one that does not exist (NotFoundError, or ignored where
+    # unknown ids are ignored), so ids guessed in a URL reveal nothing.
+
+    def get_mailbox_by_id(self, account_id: int, mailbox_id: int) -> Mailbox | None: ...
+
+    def mailbox_statuses(self, account_id: int) -> list[MailboxStatus]:
+        """Every mailbox of the account with total, unread and byte counts: special-use ones
+        first in SpecialUse order (INBOX, Junk, Sent, Drafts, Trash), then the member's own
+        by name."""
+        ...
+
+    def create_mailbox(self, account_id: int, name: str) -> Mailbox:
+        """A member folder. The name is trimmed; ValueError when empty, longer than 255
+        characters, containing control characters or "/", or a special-use name in any
+        case ("inbox"); ConflictError when the account has a folder of that name;
+        NotFoundError when there is no such account."""
+        ...
+
+    def rename_mailbox(self, account_id: int, mailbox_id: int, new_name: str) -> Mailbox:
+        """Same name rules as create_mailbox. Special-use mailboxes cannot be renamed
+        (ConflictError): mail programs find them by name. A new UIDVALIDITY is NOT needed
+        (UIDs stay valid under the new name, RFC 3501 RENAME)."""
+        ...
+
+    def delete_mailbox(
+        self, account_id: int, mailbox_id: int, *, move_to: SpecialUse | None = SpecialUse.TRASH
+    ) -> list[str]:
+        """Delete a member folder. Its messages are first moved to `move_to` (new UIDs
+        there, quota unchanged) or, with None, deleted (usage shrinks); returns the blob
+        refs to delete after the commit. Special-use mailboxes cannot be deleted
+        (ConflictError)."""
+        ...
+
+    def get_message(self, account_id: int, message_id: int) -> StoredMessage | None:
+        """The message if it belongs to one of the account's mailboxes, else None."""
+        ...
+
+    def get_message_by_uid(self, mailbox_id: int, uid: int) -> StoredMessage | None:
+        """For IMAP, which addresses messages by (mailbox, UID) after selecting a mailbox
+        (the ownership check is the SELECT)."""
+        ...
+
+    def query_messages(
+        self,
+        account_id: int,
+        mailbox_id: int | None,
+        query: MessageQuery | None = None,
+        *,
+        sort: SortKey = SortKey.DATE,
+        descending: bool = True,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> MessagePage:
+        """A page of the message list or of a search, and the total matching. `mailbox_id`
+        None searches every mailbox of the account. An empty (or None) query lists the
+        mailbox. Text filters use the search index: messages not indexed yet (stored before
+        migration 0005 and not reindexed) are not found by text. NotFoundError for a
+        mailbox that is not the account's."""
+        ...
+
+    def move_messages(
+        self, account_id: int, message_ids: Sequence[int], target_mailbox_id: int
+    ) -> list[PlacedMessage]:
+        """Move messages of the account (from any of its mailboxes) into another of its
+        mailboxes: each keeps its id and gets the target's next UID and a new MODSEQ; both
+        mailboxes' HIGHESTMODSEQ grow; usage is unchanged. Ids not the account's, and
+        messages already in the target, are skipped (not in the result). NotFoundError for
+        a target that is not the account's."""
+        ...
+
+    def copy_messages(
+        self, account_id: int, message_ids: Sequence[int], target_mailbox_id: int
+    ) -> list[PlacedMessage]:
+        """Copy messages (new ids, next UIDs, same blob, flags and search index); usage grows
+        by their sizes. All or nothing: QuotaExceededError (nothing copied) when the copies
+        would take usage over a non-zero quota. Ids not the account's are skipped."""
+        ...
+
+    def set_flags(
+        self,
+        account_id: int,
+        message_ids: Sequence[int],
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+    ) -> int:
+        """Add and remove flags (system flags like \\Seen \\Flagged \\Answered \\Deleted
+        \\Draft, or keywords like $Junk); each message whose flags change gets a new
+        MODSEQ. Returns how many changed. ValueError for an empty flag or one with white
+        space; ids not the account's are skipped."""
+        ...
+
+    def delete_messages(self, account_id: int, message_ids: Sequence[int]) -> list[str]:
+        """Delete permanently (from whichever of the account's mailboxes they are in),
+        lowering usage; returns blob refs to delete after the commit. As `expunge`, with
+        the ownership check."""
+        ...
+
+    def empty_mailbox(self, account_id: int, mailbox_id: int) -> list[str]:
+        """Delete every message of the mailbox permanently ("empty Trash/Junk"); returns blob
+        refs to delete after the commit. NotFoundError for a mailbox not the account's."""
+        ...
+
+    # --- search index (filled at delivery; backfill for older messages) -----------------------
+    def messages_to_index(self, version: int, limit: int = 500) -> list[StoredMessage]:
+        """Messages whose index is missing or older than `version`, lowest id first, for
+        `tayori mailbox reindex` (which reads each blob outside any transaction)."""
+        ...
+
+    def store_index(self, entries: Sequence[tuple[int, MessageIndex]]) -> int:
+        """Store (message id, index) pairs in one transaction, replacing older ones; ids of
+        messages deleted meanwhile are skipped. Returns how many were stored."""
+        ...
+
     # --- outcomes --------------------------------------------------------------
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> None: ...
 
@@ -143,6 +272,15 @@ class MetadataStore(Protocol):
     ) -> list[StoredOutcome]:
         """Newest first."""
         ...
+
+    # --- history retention (issue 7, diagnostics) ----------------------------------------------
+    def purge_outcomes(self, before: datetime) -> int:
+        """Delete outcomes recorded before `before` (the history retention); returns how
+        many went. Batched, so a first purge of a large history never holds one huge
+        transaction."""
+        ...
+
+    # --- end of issue 7 block --------------------------------------------------------------------
 
     # --- maildrop locks (POP3 exclusive access across nodes) --------------------
     def try_lock_maildrop(self, account_id: int, holder: str, until: datetime) -> bool:
@@ -170,6 +308,15 @@ class QueueStore(Protocol):
         included), insert the queued message with its recipients due now (if any), and
         record the extra outcomes. This is what makes a submission's `250` mean "stored for
         every recipient, local and remote"."""
+        ...
+
+    def enqueue_many(
+        self,
+        messages: Sequence[NewQueuedMessage],
+        appends: Sequence[NewMessage] = (),
+        outcomes: Sequence[Outcome] = (),
+    ) -> list[AppendResult]:
+        """`enqueue` with several queued messages, all in ONE transaction (forwarding)."""
         ...
 
     def claim_due(
@@ -233,3 +380,144 @@ class QueueStore(Protocol):
         ...
 
     def get_dkim_key(self, domain: str) -> DkimKey | None: ...
+
+
+# --- webmail sessions (issue 6, migration 0006) -------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """One signed-in browser. `id_hash` is the SHA-256 (hex) of the cookie value; the cookie
+    itself is never stored. `stage` is "full" for a usable session, or a step still owed
+    before it becomes one (e.g. "totp" while a second factor is awaited)."""
+
+    id_hash: str
+    account_id: int
+    csrf_token: str
+    stage: str
+    created: datetime
+    last_seen: datetime
+    user_agent: str
+    ip: str
+
+
+class WebSessionStore(Protocol):
+    """Server-side webmail sessions, shared by every web node through the SQL store."""
+
+    def create_session(
+        self,
+        id_hash: str,
+        account_id: int,
+        csrf_token: str,
+        *,
+        stage: str,
+        now: datetime,
+        user_agent: str,
+        ip: str,
+    ) -> WebSession: ...
+
+    def get_session(self, id_hash: str) -> WebSession | None: ...
+
+    def touch_session(self, id_hash: str, now: datetime, ip: str) -> None:
+        """Record activity (the idle timeout counts from `last_seen`)."""
+        ...
+
+    def set_stage(self, id_hash: str, stage: str) -> None: ...
+
+    def list_sessions(self, account_id: int) -> list[WebSession]:
+        """The account's sessions, most recently used first."""
+        ...
+
+    def delete_session(self, id_hash: str, account_id: int | None = None) -> bool:
+        """Sign one session out; with `account_id`, only if it is that account's."""
+        ...
+
+    def delete_other_sessions(self, account_id: int, keep_id_hash: str) -> int:
+        """ "Sign out elsewhere": every session of the account but this one; how many."""
+        ...
+
+    def delete_expired(self, idle_before: datetime, created_before: datetime) -> int:
+        """Remove sessions idle since before `idle_before` or created before
+        `created_before`; how many."""
+        ...
+
+
+class MemberStore(Protocol):
+    """A member's own preferences, second factor, app passwords and correspondents
+    (the webmail's settings pages; records in `tayori.storage.member_records`)."""
+
+    # --- preferences ------------------------------------------------------------------------
+    def get_preferences(self, account_id: int) -> MemberPreferences:
+        """Defaults for a member who never changed anything (or an unknown id)."""
+        ...
+
+    def set_preferences(
+        self,
+        account_id: int,
+        *,
+        display_name: str | None = None,
+        signature: str | None = None,
+        language: str | None = None,
+        time_zone: str | None = None,
+    ) -> MemberPreferences:
+        """Change what is given (None: keep). Raises ValueError for a value that is too long
+        or a language not offered; NotFoundError for no such account."""
+        ...
+
+    def add_image_sender(self, account_id: int, address: str) -> MemberPreferences:
+        """Always show remote images in mail from this sender. AddressError, ConflictError
+        (list full), NotFoundError."""
+        ...
+
+    def remove_image_sender(self, account_id: int, address: str) -> MemberPreferences: ...
+
+    # --- TOTP second factor ----------------------------------------------------------------
+    def get_totp(self, account_id: int) -> TotpState | None:
+        """None when the member has neither enabled nor started enrolling TOTP."""
+        ...
+
+    def begin_totp(self, account_id: int, secret: str) -> None:
+        """Keep a new secret, not yet enabled (enrolment). ConflictError if TOTP is on."""
+        ...
+
+    def enable_totp(self, account_id: int, step: int) -> bool:
+        """Turn TOTP on after the member proved a code of time step `step`; False when it
+        was on already. NotFoundError when no enrolment was started."""
+        ...
+
+    def disable_totp(self, account_id: int) -> None:
+        """Off, and the secret forgotten."""
+        ...
+
+    def use_totp_step(self, account_id: int, step: int) -> bool:
+        """Record that a code of this step was accepted, atomically: False when this or a
+        later step was used already (a replayed code), or TOTP is off."""
+        ...
+
+    # --- app passwords ---------------------------------------------------------------------
+    def add_app_password(self, account_id: int, name: str, password_hash: str) -> AppPassword:
+        """ValueError (empty or long name), ConflictError (name taken, limit reached),
+        NotFoundError."""
+        ...
+
+    def list_app_passwords(self, account_id: int) -> list[AppPassword]:
+        """Oldest first."""
+        ...
+
+    def remove_app_password(self, account_id: int, password_id: int) -> AppPassword:
+        """NotFoundError when the account has no app password of that id."""
+        ...
+
+    def touch_app_password(self, password_id: int, when: datetime) -> None: ...
+
+    # --- recent correspondents -------------------------------------------------------------
+    def record_correspondents(
+        self, account_id: int, people: Sequence[tuple[str, str]], when: datetime
+    ) -> None:
+        """(address, name) pairs the member just wrote to; bad addresses are skipped, the
+        least recently used beyond the limit are dropped."""
+        ...
+
+    def suggest_correspondents(
+        self, account_id: int, prefix: str, limit: int = 10
+    ) -> list[Correspondent]:
+        """Most recent first, matching the start of the address, the name, or a word of it."""
+        ...

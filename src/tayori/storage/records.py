@@ -97,6 +97,24 @@ class StoredMessage:
     size: int
     blob_ref: str
     summary: MessageSummary
+    has_attachment: bool = False
+    """Taken from the MIME structure at delivery (False until indexed, see MessageIndex)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIndex:
+    """What lists sort by and search looks in, extracted from a message's MIME structure
+    outside any transaction (by `tayori.storage.search_text.index_message`).
+
+    `terms` is opaque to callers: field-prefixed tokens, CJK text as bigrams. `version` is the
+    extraction version, so that `tayori mailbox reindex` can redo messages indexed by an
+    older one."""
+
+    terms: str
+    sort_from: str
+    sort_subject: str
+    has_attachment: bool
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +137,8 @@ class NewMessage:
     on_over_quota: Outcome
     flags: frozenset[str] = frozenset()
     enforce_quota: bool = True
+    index: MessageIndex | None = None
+    """Search terms and sort keys; None leaves the message for `tayori mailbox reindex`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,3 +233,76 @@ class DkimKey:
     selector: str
     private_key_pem: str
     created: datetime
+
+
+# --- mailbox operations (webmail, IMAP) --------------------------------------------------------
+
+
+class SortKey(StrEnum):
+    """Orders of a message list; ties are broken by message id in the same direction."""
+
+    DATE = "date"
+    """Internal date: when the message arrived here (what mail programs show by default)."""
+    FROM = "from"
+    SUBJECT = "subject"
+    """Subject without "Re:"/"Fwd:" prefixes, case-folded."""
+    SIZE = "size"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """A mailbox with the numbers the folder list and quota meter show."""
+
+    mailbox: Mailbox
+    total: int
+    unread: int
+    """Messages without the \\Seen flag."""
+    size: int
+    """Bytes of all its messages (counted against the account quota)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """Filters of a message list or search; empty fields do not filter. All given filters
+    must match (AND). Text filters match words anywhere in the field: Latin words by prefix
+    ("meet" finds "meeting"), case-insensitively; Japanese/Chinese/Korean text as a
+    substring of at least two characters ("会議" finds "明日の会議について"); one CJK character
+    finds text starting with it."""
+
+    text: str = ""
+    """Anywhere: sender, recipients, subject or body."""
+    sender: str = ""
+    recipient: str = ""
+    """To or Cc."""
+    subject: str = ""
+    body: str = ""
+    since: datetime | None = None
+    """Internal date on or after."""
+    before: datetime | None = None
+    """Internal date before (exclusive)."""
+    has_attachment: bool | None = None
+    unread_only: bool = False
+    flagged_only: bool = False
+
+    @property
+    def searches_text(self) -> bool:
+        return bool(self.text or self.sender or self.recipient or self.subject or self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of a list or search, and how many messages match in all."""
+
+    messages: tuple[StoredMessage, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedMessage:
+    """Where a moved or copied message is now: `message_id` is the message in the target
+    mailbox (the same id for a move, a new one for a copy) and `uid` its new UID there."""
+
+    source_id: int
+    message_id: int
+    mailbox_id: int
+    uid: int

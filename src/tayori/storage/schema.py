@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -512,3 +513,173 @@ forward_targets = Table(
     sqlite_autoincrement=True,
 )
 # --- end of reject lists, safe senders, spam settings, forwarding -----------------------------
+
+# --- mailbox operations and search (migration 0005) ----------------------------------------
+# What message lists sort and filter by, taken from the message at delivery so that a page of
+# a 100,000-message mailbox never opens a blob: `seen` mirrors the \Seen flag (unread counts),
+# `sort_from` / `sort_subject` are normalised (case-folded, "Re:" stripped) and cut to
+# INDEXED_TEXT_LEN. `indexed_version` is the search-text version the message was indexed
+# with (0: not yet, e.g. stored before 0005), which `tayori mailbox reindex` looks for.
+messages.append_column(Column("seen", Boolean, nullable=False, server_default=false()))
+messages.append_column(Column("has_attachment", Boolean, nullable=False, server_default=false()))
+messages.append_column(
+    Column("sort_from", String(INDEXED_TEXT_LEN), nullable=False, server_default="")
+)
+messages.append_column(
+    Column("sort_subject", String(INDEXED_TEXT_LEN), nullable=False, server_default="")
+)
+messages.append_column(Column("indexed_version", Integer, nullable=False, server_default="0"))
+# Each sort order as an index (mailbox, key, id), so a sorted first page is a range read.
+Index(
+    "ix_messages_mailbox_id_internal_date",
+    messages.c.mailbox_id,
+    messages.c.internal_date,
+    messages.c.id,
+)
+Index(
+    "ix_messages_mailbox_id_sort_from", messages.c.mailbox_id, messages.c.sort_from, messages.c.id
+)
+Index(
+    "ix_messages_mailbox_id_sort_subject",
+    messages.c.mailbox_id,
+    messages.c.sort_subject,
+    messages.c.id,
+)
+Index("ix_messages_mailbox_id_size", messages.c.mailbox_id, messages.c.size, messages.c.id)
+# Covers the folder list's counts (total, unread, bytes) without reading message rows.
+Index("ix_messages_mailbox_id_seen_size", messages.c.mailbox_id, messages.c.seen, messages.c.size)
+Index("ix_messages_indexed_version", messages.c.indexed_version)
+# The highest UIDVALIDITY any of the account's mailboxes had, deleted ones included: a folder
+# deleted and created again (even in the same second) must get a greater one (RFC 3501).
+accounts.append_column(Column("last_uidvalidity", BigInteger, nullable=False, server_default="0"))
+
+# Search terms of one message: field-prefixed tokens, CJK text as overlapping bigrams (see
+# tayori.storage.search_text), so that a two-character Japanese word is one token. The
+# full-text index over `terms` differs by dialect and lives outside this metadata (created by
+# migration 0005): these names are what schema comparison must ignore.
+message_search = Table(
+    "message_search",
+    metadata,
+    Column(
+        "message_id",
+        _big_id(),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("terms", Text, nullable=False),
+)
+DIALECT_SEARCH_OBJECTS = frozenset(
+    {
+        "message_fts",
+        "message_fts_config",
+        "message_fts_data",
+        "message_fts_docsize",
+        "message_fts_idx",
+        "message_fts_content",
+        "ix_message_search_tsv",
+        "terms_tsv",
+    }
+)
+
+
+def include_schema_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic `include_name` hook: schema comparison skips the dialect's search index."""
+    return name not in DIALECT_SEARCH_OBJECTS
+
+
+# --- end of mailbox operations and search ---------------------------------------------------
+
+# --- member preferences, TOTP, app passwords, correspondents (migration 0007) ----------------
+# Owned by the webmail's settings pages. No row in member_settings means the defaults. The TOTP
+# secret sits beside the preferences but is only read by `MemberStore.get_totp`, never by the
+# call that fills pages; app passwords are argon2 hashes like account passwords.
+member_settings = Table(
+    "member_settings",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("display_name", String(200), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_enabled", Boolean, nullable=False),
+    Column("totp_last_step", BigInteger, nullable=False),
+)
+
+member_image_senders = Table(
+    "member_image_senders",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("address", String(ADDRESS_LEN), primary_key=True),
+    Column("created", UtcDateTime, nullable=False),
+)
+
+app_passwords = Table(
+    "app_passwords",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("last_used", UtcDateTime, nullable=True),
+    UniqueConstraint("account_id", "name"),
+    sqlite_autoincrement=True,
+)
+
+member_correspondents = Table(
+    "member_correspondents",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("address", String(ADDRESS_LEN), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("last_used", UtcDateTime, nullable=False),
+    Column("uses", Integer, nullable=False),
+)
+# --- end of member preferences, TOTP, app passwords, correspondents ---------------------------
+
+# --- webmail sessions (migration 0006) ----------------------------------------------------------
+# Owned by the web app (`tayori.storage.sql_web`). The primary key is the SHA-256 of the cookie
+# value, never the value itself; expiry is by `last_seen` (idle) and `created` (absolute).
+WEB_AGENT_LEN = 256
+WEB_IP_LEN = 64
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("csrf_token", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("created", UtcDateTime, nullable=False, index=True),
+    Column("last_seen", UtcDateTime, nullable=False, index=True),
+    Column("user_agent", String(WEB_AGENT_LEN), nullable=False),
+    Column("ip", String(WEB_IP_LEN), nullable=False),
+)
+# --- end of webmail sessions --------------------------------------------------------------------

@@ -121,6 +121,27 @@ class SqlQueueStore:
             insert_outcomes(conn, outcomes)
         return results
 
+    # --- forwarding (issue 3, helper "forwarding") ------------------------------------------
+    def enqueue_many(
+        self,
+        messages: Sequence[NewQueuedMessage],
+        appends: Sequence[NewMessage] = (),
+        outcomes: Sequence[Outcome] = (),
+    ) -> list[AppendResult]:
+        """`enqueue` for several queued messages at once (forwarded copies: one per
+        forwarding member, each with its own rewritten sender), all in ONE transaction
+        with the local copies and outcomes, so the `250` covers every one of them."""
+        for message in messages:
+            _check_new(message)
+        if not messages and not appends and not outcomes:
+            return []
+        with self._write() as conn:
+            results = append_in(conn, appends)
+            for message in messages:
+                _insert_queued(conn, message)
+            insert_outcomes(conn, outcomes)
+        return results
+
     def claim_due(
         self, now: datetime, holder: str, lease_until: datetime, limit: int
     ) -> list[QueueEntry]:

@@ -14,7 +14,7 @@ one definition of a rule and one pattern syntax.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -79,6 +79,11 @@ class RulesStore(Protocol):
     def filters_for(self, account_id: int) -> AccountFilters:
         """Everything delivery needs for one account in one read: its rules, its domain's
         and the global rules, spam settings and forwarding. Defaults for an unknown id."""
+        ...
+
+    def forwarding_accounts(self, account_ids: Collection[int]) -> frozenset[int]:
+        """Which of these accounts forward at all, in ONE query: mail our members send each
+        other and delivery reports read full filters only for those (forwarding, issue 3)."""
         ...
 
     def get_spam_settings(self, account_id: int) -> SpamSettings: ...
@@ -224,6 +229,18 @@ class SqlRulesStore:
             spam=_spam(settings),
             forwarding=_forwarding(settings, targets),
         )
+
+    def forwarding_accounts(self, account_ids: Collection[int]) -> frozenset[int]:
+        ids = sorted(set(account_ids))
+        if not ids:
+            return frozenset()
+        with self._read() as conn:
+            found = conn.scalars(
+                select(forward_targets.c.account_id)
+                .where(forward_targets.c.account_id.in_(ids))
+                .distinct()
+            )
+            return frozenset(int(account_id) for account_id in found)
 
     # --- spam settings -----------------------------------------------------------------
     def get_spam_settings(self, account_id: int) -> SpamSettings:

@@ -61,10 +61,13 @@ from tayori.storage.schema import (
     domains,
     mailboxes,
     maildrop_locks,
+    message_search,
     messages,
     queue_messages,
 )
 from tayori.storage.schema import outcomes as outcome_table
+from tayori.storage.search_terms import normalise, sort_subject
+from tayori.storage.sql_mailbox import SEEN, MailboxOperations, canonical_flag
 
 Clock = Callable[[], datetime]
 _T = TypeVar("_T")
@@ -72,7 +75,7 @@ _T = TypeVar("_T")
 _IN_BATCH = 500
 
 
-class SqlMetadataStore:
+class SqlMetadataStore(MailboxOperations):
     """Domains, accounts, mailboxes, messages, outcomes and maildrop locks in SQL.
 
     `clock` is the time used for creation stamps, UIDVALIDITY and lock expiry, so tests with
@@ -456,6 +459,29 @@ class SqlMetadataStore:
             rows = conn.execute(query.limit(max(limit, 0)))
             return [StoredOutcome(id=row.id, outcome=_outcome(row)) for row in rows]
 
+    # --- history retention (issue 7, diagnostics) ----------------------------------------------
+    _PURGE_BATCH = 5000
+
+    def purge_outcomes(self, before: datetime) -> int:
+        """Oldest first in batches of ids (one short transaction each), so writers delivering
+        mail meanwhile never wait long on the outcomes table."""
+        c = outcome_table.c
+        total = 0
+        while True:
+            with self._write() as conn:
+                ids = list(
+                    conn.scalars(
+                        select(c.id).where(c.time < before).order_by(c.id).limit(self._PURGE_BATCH)
+                    )
+                )
+                if ids:
+                    conn.execute(delete(outcome_table).where(c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < self._PURGE_BATCH:
+                return total
+
+    # --- end of issue 7 block --------------------------------------------------------------------
+
     # --- maildrop locks --------------------------------------------------------
     def try_lock_maildrop(self, account_id: int, holder: str, until: datetime) -> bool:
         """One conditional upsert, so two nodes racing for the lock cannot both win."""
@@ -651,7 +677,7 @@ def append_in(conn: Connection, items: Sequence[NewMessage]) -> list[AppendResul
         outcome_rows.append(_outcome_row(dataclasses.replace(delivered, detail=detail)))
         results.append(AppendResult(appended=True, mailbox_id=box.id, uid=uid))
     if message_rows:
-        conn.execute(insert(messages), message_rows)
+        _insert_messages(conn, message_rows)
     for box in boxes.values():
         if box.changed:
             conn.execute(
@@ -739,16 +765,46 @@ def _lock_mailboxes(
     return boxes
 
 
+def _insert_messages(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert message rows and, for those carrying one, their search terms (popped from the
+    row: `_message_row` puts them there under `_terms`)."""
+    terms = [row.pop("_terms") for row in rows]
+    if not any(t is not None for t in terms):
+        conn.execute(insert(messages), rows)
+        return
+    ids = conn.scalars(
+        insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows
+    ).all()
+    conn.execute(
+        insert(message_search),
+        [
+            {"message_id": mid, "terms": t}
+            for mid, t in zip(ids, terms, strict=True)
+            if t is not None
+        ],
+    )
+
+
 def _message_row(item: NewMessage, mailbox_id: int, uid: int, modseq: int) -> dict[str, Any]:
-    for flag in item.flags:
-        if not flag or any(ch.isspace() for ch in flag):
-            raise ValueError(f"flag {flag!r} is empty or contains white space")
+    # System flags in one spelling (\seen is \Seen), so that `seen` and lists agree.
+    flags = {canonical_flag(flag) for flag in item.flags}
     summary = item.summary
+    index = item.index
+    # Without an index entry (reindex fills it in later) lists still sort sensibly by
+    # the stored display strings.
     return {
+        "seen": SEEN in flags,
+        "has_attachment": index.has_attachment if index else False,
+        "sort_from": (index.sort_from if index else normalise(summary.from_))[:INDEXED_TEXT_LEN],
+        "sort_subject": (index.sort_subject if index else sort_subject(summary.subject))[
+            :INDEXED_TEXT_LEN
+        ],
+        "indexed_version": index.version if index else 0,
+        "_terms": index.terms if index else None,
         "mailbox_id": mailbox_id,
         "uid": uid,
         "modseq": modseq,
-        "flags": " ".join(sorted(item.flags)),
+        "flags": " ".join(sorted(flags)),
         "internal_date": item.internal_date,
         "size": item.size,
         "blob_ref": item.blob_ref,
@@ -798,6 +854,7 @@ def _message(row: Row[Any]) -> StoredMessage:
         internal_date=row.internal_date,
         size=int(row.size),
         blob_ref=row.blob_ref,
+        has_attachment=bool(row.has_attachment),
         summary=MessageSummary(
             from_=row.hdr_from,
             to=row.hdr_to,

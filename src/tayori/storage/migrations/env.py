@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from tayori.storage.schema import metadata
+from tayori.storage.schema import include_schema_name, metadata
 
 
 def _run(connection: Connection) -> None:
@@ -20,6 +20,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_schema_name,
     )
     with context.begin_transaction():
         context.run_migrations()

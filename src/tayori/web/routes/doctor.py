@@ -1,0 +1,108 @@
+"""The mail doctor page (メール診断): the help desk's three questions as entry points —
+"I can't receive mail", "Mail sent to me doesn't arrive" (with the sender or subject),
+"My mail doesn't get through" — answered with the member's own findings, most likely
+first, each with what to do, a link and the evidence.
+
+The checks are `tayori.diagnostics.doctor`'s, the same `tayori doctor` runs for the help
+desk; the member's current network is this request's client address. `/api/v1/doctor`
+gives the findings as JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tayori.diagnostics.doctor import Doctor, DoctorQuery
+from tayori.diagnostics.findings import Finding, Problem
+from tayori.dns.resolver import DnsPythonResolver
+from tayori.web.context import WebContext, web_context
+from tayori.web.deps import Member, api_member, current_member
+from tayori.web.render import NAV_LINKS, render
+
+router = APIRouter()
+MemberDep = Annotated[Member, Depends(current_member)]
+ApiMemberDep = Annotated[Member, Depends(api_member)]
+
+if ("Mail doctor", "/doctor") not in NAV_LINKS:
+    NAV_LINKS.append(("Mail doctor", "/doctor"))
+
+ENTRY_POINTS = (
+    (Problem.RECEIVE, "I can't receive mail"),
+    (Problem.MISSING, "Mail sent to me doesn't arrive"),
+    (Problem.SEND, "My mail doesn't get through"),
+)
+"""(problem, msgid): the questions of `tayori.diagnostics.findings.PROBLEM_TITLES`."""
+
+
+def _doctor(request: Request) -> Doctor:
+    """One doctor per app, built on first use from the app's stores and settings."""
+    state = request.app.state
+    doctor: Doctor | None = getattr(state, "tayori_doctor", None)
+    if doctor is None:
+        context: WebContext = web_context(request)
+        settings = context.settings
+        stores = context.stores
+        doctor = Doctor(
+            stores.metadata,
+            stores.blobs,
+            stores.rules,
+            DnsPythonResolver(settings.dns),
+            settings.doctor,
+            settings.submission.dnsbl,
+        )
+        state.tayori_doctor = doctor
+    return doctor
+
+
+def _query(request: Request) -> DoctorQuery | None:
+    params = request.query_params
+    problem = params.get("problem", "")
+    if problem not in {str(p) for p in Problem}:
+        return None
+    return DoctorQuery(
+        problems=frozenset({Problem(problem)}),
+        sender=params.get("sender", "")[:200].strip(),
+        subject=params.get("subject", "")[:200].strip(),
+        now=web_context(request).clock(),
+        client_ip=request.app.state.client.ip(request),
+    )
+
+
+@router.get("/doctor", include_in_schema=False)
+async def doctor_page(request: Request, member: MemberDep) -> Response:
+    query = _query(request)
+    findings: list[Finding] = []
+    if query is not None:
+        findings = await _doctor(request).examine(member.account, query)
+    problem = next(iter(query.problems)) if query is not None else None
+    return await render(
+        request,
+        member,
+        "doctor.html",
+        title=member.t("Mail doctor"),
+        entry_points=ENTRY_POINTS,
+        asked=problem.value if problem is not None else "",
+        sender=query.sender if query else "",
+        subject=query.subject if query else "",
+        findings=[(f, f.summary(member.language), f.action(member.language)) for f in findings],
+    )
+
+
+@router.get("/api/v1/doctor", tags=["diagnostics"])
+async def doctor_api(request: Request, member: ApiMemberDep) -> JSONResponse:
+    """Findings for `problem` (receive, missing or send; all three when left out), with
+    `sender` / `subject` for missing mail: a list, most likely first, each with `reason`,
+    `summary`, `action`, `evidence` and `link`, in the member's language."""
+    query = _query(request) or DoctorQuery(
+        sender=request.query_params.get("sender", "")[:200].strip(),
+        subject=request.query_params.get("subject", "")[:200].strip(),
+        now=web_context(request).clock(),
+        client_ip=request.app.state.client.ip(request),
+    )
+    findings = await _doctor(request).examine(member.account, query)
+    body: list[dict[str, Any]] = [f.to_json(member.language) for f in findings]
+    return JSONResponse(body)
