@@ -301,7 +301,7 @@ def measure_http(
     with a session cookie as a browser is; JSON API and the HTML pages."""
     import re
 
-    import httpx
+    import httpx2 as httpx
 
     from tayori.auth.passwords import hash_password
 

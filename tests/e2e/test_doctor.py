@@ -10,7 +10,7 @@ import smtplib
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tayori.testing.smtp_sink import SmtpSink

@@ -167,3 +167,58 @@ def test_spam_and_back_then_delete_permanently(
     page.wait_for_load_state()
     assert "1 通を完全に削除しました。" in page.locator("#notice").inner_text()
     assert env.stores.metadata.list_messages(inbox.id) == []
+
+
+# WCAG 2.x contrast of every visible text against its effective background: 4.5:1, or 3:1
+# for large text (24px, or 18.66px bold). Backgrounds are walked up to the first opaque one.
+_LOW_CONTRAST = """() => {
+  const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(',').map(Number);
+    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const lum = c => { const f = v => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+  const background = el => { for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
+    return {r: 255, g: 255, b: 255, a: 1}; };
+  const low = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.offsetParent && getComputedStyle(el).position !== 'fixed') continue;
+    const text = [...el.childNodes].filter(n => n.nodeType === 3)
+      .map(n => n.textContent.trim()).join('');
+    if (!text) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || el.closest('.visually-hidden')) continue;
+    const fg = parse(style.color), bg = background(el);
+    if (!fg) continue;
+    const [a, b] = [lum(fg), lum(bg)];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    if (ratio < need)
+      low.push(`${el.tagName}.${el.className} "${text.slice(0, 30)}" ${ratio.toFixed(2)}`);
+  }
+  return low;
+}"""
+
+
+def test_text_contrast_on_the_main_pages(live_web: LiveWeb, page: Any) -> None:
+    env = live_web.env
+    env.stores.metadata.set_quota(env.address, 10_000)
+    stored = env.put(b"Subject: hello\r\nFrom: a@remote.test\r\n\r\nhi\r\n" + b"x" * 9_000)
+    env.put(b"Subject: unread one\r\nFrom: b@remote.test\r\n\r\nhi\r\n")
+    page.goto(f"{live_web.url}/login")
+    assert page.evaluate(_LOW_CONTRAST) == [], "/login"
+    browser_login(page, live_web.url, env.address, env.password)
+    inbox = env.stores.metadata.get_mailbox(env.account.id, SpecialUse.INBOX)
+    for path in (
+        f"/folder/{inbox.id}",  # quota above 90 %: the warning colours too
+        f"/message/{stored.id}",
+        "/compose",
+        "/settings",
+        "/folders",
+        "/history",
+        "/doctor",
+    ):
+        page.goto(live_web.url + path)
+        assert page.evaluate(_LOW_CONTRAST) == [], path
