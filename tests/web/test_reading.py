@@ -207,3 +207,32 @@ def test_images_always_shown_for_a_chosen_sender(client: TestClient, web_env: We
     page = client.get(f"/message/{stored.id}")
     assert f'src="/message/{stored.id}/body?images=1"' in page.text
     assert 'id="show-images"' not in page.text
+
+
+def test_always_show_images_button_remembers_the_sender(
+    client: TestClient, web_env: WebEnv
+) -> None:
+    raw = (
+        b"From: News <News@Remote.test>\r\nSubject: html\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b'<p>hi<img src="https://t.example/p.gif"></p>\r\n'
+    )
+    first = web_env.put(raw)
+    second = web_env.put(raw.replace(b"hi", b"again"))
+    login(client, web_env)
+    page = client.get(f"/message/{first.id}")
+    assert 'id="always-show-images"' in page.text
+    response = client.post(
+        f"/message/{first.id}/images/always",
+        data={"csrf_token": csrf_from(page.text)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/message/{first.id}?images=1"
+    assert (
+        "news@remote.test"
+        in web_env.stores.member.get_preferences(web_env.account.id).image_senders
+    )
+    later = client.get(f"/message/{second.id}")
+    assert f'src="/message/{second.id}/body?images=1"' in later.text
+    assert 'id="show-images"' not in later.text

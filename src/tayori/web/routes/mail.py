@@ -17,6 +17,7 @@ from tayori.web.render import folder_label, render
 from tayori.web.routes.auth import safe_next
 from tayori.web.security import BODY_CSP, BODY_CSP_IMAGES, PDF_PREVIEW_CSP, PREVIEW_CSP
 from tayori.web.services import mail
+from tayori.web.services.wiring import web_services
 
 router = APIRouter(include_in_schema=False)
 MemberDep = Annotated[Member, Depends(current_member)]
@@ -159,6 +160,18 @@ async def act(
     target_url = safe_next(back)
     joiner = "&" if "?" in target_url else "?"
     return RedirectResponse(f"{target_url}{joiner}done={action}:{count}", status_code=303)
+
+
+@router.post("/message/{message_id}/images/always")
+async def always_show_images(request: Request, message_id: int, member: MemberDep) -> Response:
+    """ "Always show images from this sender": the message's From addresses join the member's
+    list, so the next message from them opens with its images."""
+    stores = web_context(request).stores
+    _, message = await mail.load_message(stores, member.account.id, message_id)
+    settings = web_services(request).settings
+    for sender in {m.address.lower() for m in message.from_ if m.address}:
+        await settings.show_images_from(member.account, sender)
+    return RedirectResponse(f"/message/{message_id}?images=1", status_code=303)
 
 
 @router.post("/folder/{mailbox_id}/empty")
