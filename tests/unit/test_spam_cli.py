@@ -102,3 +102,37 @@ def test_refuses_missing_input(config: Path, capsys: pytest.CaptureFixture[str])
     assert "does not exist" in capsys.readouterr().err
     assert main(["--config", str(config), "spam", "score", str(config.parent)]) == 1
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_training_from_an_older_tokenizer_is_pointed_out(
+    config: Path, corpus: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Counts learnt before a tokenizer change make `spam score` and `spam train` say
+    "retrain"; counts from the current tokenizer say nothing."""
+    from tayori.spam.store import SqlTokenStore, Training, message_digest
+    from tayori.spam.tokens import VERSION_TOKEN, tokenize
+    from tayori.storage.engine import create_store_engine
+    from tayori.storage.factory import storage_url
+
+    probe = tmp_path / "probe.eml"
+    probe.write_bytes(mail("cheap pills", "viagra discount"))
+    spam, ham = corpus
+    train = ["--config", str(config), "spam", "train", "--spam", str(spam), "--ham", str(ham)]
+    assert main(train) == 0
+    assert main(["--config", str(config), "spam", "score", str(probe)]) == 0
+    assert "older tokenizer" not in capsys.readouterr().err
+
+    settings = load_settings(config)
+    engine = create_store_engine(storage_url(settings.storage.url, settings.server.data_dir))
+    try:
+        old = [
+            Training(message_digest(raw), False, frozenset(tokenize(raw) - {VERSION_TOKEN}))
+            for raw in (mail(f"old ham {i}", f"lunch plans {i}") for i in range(20))
+        ]
+        SqlTokenStore(engine).learn(old, None)
+    finally:
+        engine.dispose()
+    assert main(["--config", str(config), "spam", "score", str(probe)]) == 0
+    assert "67% of the learnt messages were learnt by an older tokenizer" in (
+        capsys.readouterr().err
+    )

@@ -95,6 +95,22 @@ def _sources(args: argparse.Namespace) -> list[tuple[Path, bool]]:
     return sources
 
 
+STALE_WARNING_SHARE = 0.2
+"""Above this share of learnt messages made by another tokenizer version, say "retrain"."""
+
+
+def _warn_if_stale(engine: SpamEngine, account_id: int | None) -> None:
+    """After an upgrade that changed the tokenizer, old counts score worse; an admin who
+    trains or scores should hear it then, not from members' complaints."""
+    share = engine.stale_training(account_id)
+    if share > STALE_WARNING_SHARE:
+        print(
+            f"warning: {share:.0%} of the learnt messages were learnt by an older tokenizer; "
+            "retrain with `tayori spam train` on your corpus for full accuracy",
+            file=sys.stderr,
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Learn every message of the given directories and mbox files, with a progress bar."""
     from rich.console import Console
@@ -119,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 batch = messages[start : start + BATCH]
                 changed += engine.learn_many(batch, account_id)
                 progress.advance(task, len(batch))
+        _warn_if_stale(engine, account_id)
     spam = sum(is_spam for _, is_spam in messages)
     scope = f"for {_canonical(args.account)}" if args.account else "for everyone"
     print(
@@ -141,6 +158,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     with _engine(args) as (engine, account_id):
         result = engine.score(raw, account_id, sensitivity=sensitivity)
         threshold = engine.threshold(sensitivity)
+        _warn_if_stale(engine, account_id)
     verdict = "spam (Junk)" if result.is_spam else "not spam (INBOX)"
     lines = [
         f"score      {result.score:.4f}",
