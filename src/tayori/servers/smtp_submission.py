@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 from email.utils import getaddresses
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session
@@ -22,10 +21,10 @@ from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.core.reasons import reason
 from tayori.core.reply import SmtpReply
 from tayori.delivery.local import Recipient
+from tayori.delivery.sending_limits import SendingLimits
 from tayori.delivery.submission import SubmissionDelivery
 from tayori.delivery.summary import header_block
 from tayori.delivery.trace import Arrival, new_queue_id, normalise_line_endings
-from tayori.diagnostics.flags import sending_limit_hits
 from tayori.dns import dnsbl
 from tayori.dns.resolver import Resolver
 from tayori.pipeline.recipients import decide_recipient
@@ -42,8 +41,6 @@ ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authenticati
 TEMPORARY_AUTH_FAILURE = "454 4.7.0 Temporary authentication failure, try again later"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Error: too many recipients"
 DNS_TEMPFAIL = "451 4.4.3 Temporary DNS failure checking the sender domain, try again later"
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 
 
 class SubmissionHandler:
@@ -66,6 +63,8 @@ class SubmissionHandler:
         self._settings = settings
         self._limits = limits
         self._auth = auth_settings
+        self.sending_limits = SendingLimits(settings, metadata, queue)
+        """Shared with the webmail, so both refuse the same message for the same reason."""
 
     # --- login ------------------------------------------------------------------------------
     def _login_allowed(self, server: SMTP, session: Session) -> bool:
@@ -168,10 +167,10 @@ class SubmissionHandler:
             return await self._refuse(
                 session, sender, "", "dnsbl.listed", reply=listed[0], detail=listed[1]
             )
-        limit = await self._message_limit(account)
-        if limit is not None:
-            reply = await self._refuse(session, sender, "", "rate.limited", detail=limit)
-            await self._flag_if_repeated(account)
+        hit = await self.sending_limits.message_limit(account.id)
+        if hit is not None:
+            reply = await self._refuse(session, sender, "", "rate.limited", detail=hit.detail)
+            await self.sending_limits.flag_if_repeated(account.id)
             return reply
         size = next((o[5:] for o in mail_options if o.upper().startswith("SIZE=")), "0")
         envelope.mail_from = address
@@ -193,30 +192,23 @@ class SubmissionHandler:
             canonical = parse_address(address).canonical
         except AddressError:
             return "501 5.1.3 Bad recipient address syntax"
-        if len(envelope.rcpt_tos) >= self._settings.recipients_per_message:
-            return await self._refuse(
+        limits = self.sending_limits
+        adding = len(envelope.rcpt_tos) + 1
+        hit = limits.recipients_in_message(adding) or await limits.recipients_today(
+            account.id, adding
+        )
+        if hit is not None:
+            reply = await self._refuse(
                 session,
                 envelope.sender,
                 address,
                 "rate.limited",
                 reply=TOO_MANY_RECIPIENTS,
-                detail=f"recipients per message > {self._settings.recipients_per_message}",
+                detail=hit.detail,
             )
-        per_day = self._settings.recipients_per_day
-        if per_day:
-            _, sent = await asyncio.to_thread(
-                self._queue.count_submissions, account.id, utcnow() - DAY
-            )
-            if sent + len(envelope.rcpt_tos) >= per_day:
-                await self._flag_if_repeated(account)
-                return await self._refuse(
-                    session,
-                    envelope.sender,
-                    address,
-                    "rate.limited",
-                    reply=TOO_MANY_RECIPIENTS,
-                    detail=f"recipients per day: {sent} sent, limit {per_day}",
-                )
+            if hit.kind == "recipients per day":
+                await limits.flag_if_repeated(account.id)
+            return reply
         lookup = await asyncio.to_thread(self._metadata.lookup_recipient, canonical)
         if lookup.hosted:
             decision = decide_recipient(address, lookup, declared_size=envelope.declared_size)
@@ -302,31 +294,6 @@ class SubmissionHandler:
                 reply = SmtpReply(text.code, text.enhanced, text.text + remedy)
                 codes = ",".join(str(code) for code in result.codes)
                 return str(reply), f"{zone} answered {codes} {result.reason}".strip()
-        return None
-
-    async def _flag_if_repeated(self, account: Account) -> None:
-        """Say so in the log the moment an account crosses the flag threshold
-        (`tayori user list` shows the flag for as long as it holds)."""
-        hits = await asyncio.to_thread(sending_limit_hits, self._metadata, account.id, utcnow())
-        if hits == self._settings.flag_after:
-            log.warning(
-                "account flagged: sending limits hit %d times in 24h",
-                hits,
-                extra={"event": "account.flagged", "account_id": account.id},
-            )
-
-    async def _message_limit(self, account: Account) -> str | None:
-        now = utcnow()
-        for window, limit, name in (
-            (HOUR, self._settings.messages_per_hour, "per hour"),
-            (DAY, self._settings.messages_per_day, "per day"),
-        ):
-            if limit:
-                sent, _ = await asyncio.to_thread(
-                    self._queue.count_submissions, account.id, now - window
-                )
-                if sent >= limit:
-                    return f"messages {name}: {sent} sent, limit {limit}"
         return None
 
     async def _refuse(

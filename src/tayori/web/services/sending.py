@@ -21,7 +21,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, cast
 
 from tayori.config.settings import LimitsSettings, Settings, SubmissionSettings
@@ -29,6 +28,7 @@ from tayori.core.address import AddressError, parse_address
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.core.reasons import reason
 from tayori.delivery.local import Recipient
+from tayori.delivery.sending_limits import SendingLimits
 from tayori.delivery.submission import SubmissionDelivery
 from tayori.delivery.trace import Arrival, new_queue_id
 from tayori.dns.resolver import DomainExistence, Resolver
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 WEBMAIL_HELO = "webmail"
 
 
@@ -74,6 +72,7 @@ class WebSubmission:
         delivery: SubmissionDelivery | None,
         settings: SubmissionSettings,
         limits: LimitsSettings,
+        sending_limits: SendingLimits | None = None,
     ) -> None:
         """`delivery` None: a web app that cannot send (tests without a submission path)."""
         self._metadata = metadata
@@ -82,6 +81,7 @@ class WebSubmission:
         self._delivery = delivery
         self._settings = settings
         self._limits = limits
+        self._sending_limits = sending_limits or SendingLimits(settings, metadata, queue)
 
     @classmethod
     def from_handler(cls, handler: SubmissionHandler) -> WebSubmission:
@@ -96,6 +96,7 @@ class WebSubmission:
             handler._delivery,
             handler._settings,
             handler._limits,
+            handler.sending_limits,
         )
 
     @classmethod
@@ -211,72 +212,44 @@ class WebSubmission:
     async def _check_limits(
         self, account: Account, sender: str, client_ip: str, recipients: int
     ) -> None:
-        now = utcnow()
-        for window, limit, name in (
-            (HOUR, self._settings.messages_per_hour, "per hour"),
-            (DAY, self._settings.messages_per_day, "per day"),
-        ):
-            if limit:
-                sent, _ = await asyncio.to_thread(
-                    self._queue.count_submissions, account.id, now - window
-                )
-                if sent >= limit:
-                    await self._refuse(
-                        account,
-                        client_ip,
-                        sender,
-                        "",
-                        "rate.limited",
-                        f"messages {name}: {sent} sent, limit {limit}",
-                    )
-                    if window == HOUR:
-                        raise UserError(
-                            "You have sent {count} messages in the last hour, the most "
-                            "allowed. Please wait before sending more.",
-                            code="rate.limited",
-                            count=sent,
-                        )
-                    raise UserError(
-                        "You have sent {count} messages in the last day, the most allowed. "
-                        "Please wait before sending more.",
-                        code="rate.limited",
-                        count=sent,
-                    )
-        if recipients > self._settings.recipients_per_message:
-            await self._refuse(
-                account,
-                client_ip,
-                sender,
-                "",
-                "rate.limited",
-                f"recipients per message > {self._settings.recipients_per_message}",
+        """The submission server's limits (tayori.delivery.sending_limits), in plain words."""
+        limits = self._sending_limits
+        hit = (
+            await limits.message_limit(account.id)
+            or limits.recipients_in_message(recipients)
+            or await limits.recipients_today(account.id, recipients)
+        )
+        if hit is None:
+            return
+        await self._refuse(account, client_ip, sender, "", "rate.limited", hit.detail)
+        await limits.flag_if_repeated(account.id)
+        if hit.kind == "messages per hour":
+            raise UserError(
+                "You have sent {count} messages in the last hour, the most "
+                "allowed. Please wait before sending more.",
+                code="rate.limited",
+                count=hit.used,
             )
+        if hit.kind == "messages per day":
+            raise UserError(
+                "You have sent {count} messages in the last day, the most allowed. "
+                "Please wait before sending more.",
+                code="rate.limited",
+                count=hit.used,
+            )
+        if hit.kind == "recipients per message":
             raise UserError(
                 "A message can have at most {limit} recipients (To, Cc and Bcc together).",
                 code="rate.limited",
-                limit=self._settings.recipients_per_message,
+                limit=hit.limit,
             )
-        per_day = self._settings.recipients_per_day
-        if per_day:
-            _, sent_to = await asyncio.to_thread(
-                self._queue.count_submissions, account.id, now - DAY
-            )
-            if sent_to + recipients > per_day:
-                await self._refuse(
-                    account,
-                    client_ip,
-                    sender,
-                    "",
-                    "rate.limited",
-                    f"recipients per day: {sent_to} sent, limit {per_day}",
-                )
-                raise UserError(
-                    "You can send to at most {limit} recipients a day; {count} are used. "
-                    "Please send the rest tomorrow.",
-                    code="rate.limited",
-                    limit=per_day,
-                    count=sent_to,
-                )
+        raise UserError(
+            "You can send to at most {limit} recipients a day; {count} are used. "
+            "Please send the rest tomorrow.",
+            code="rate.limited",
+            limit=hit.limit,
+            count=hit.used,
+        )
 
     async def _plan(
         self,
