@@ -191,6 +191,7 @@ class Service:
             settings.submission,
             settings.limits,
             settings.auth,
+            member_rules=MemberRules(stores.rules),
         )
         lifetime = timedelta(seconds=settings.outbound.max_lifetime)
         bounces = BounceRouter(

@@ -249,3 +249,27 @@ def test_dkim_signature_verifies_against_the_published_record(instance: Instance
     assert dkim.verify(stored, dnsfunc=txt)
     tampered = stored.replace(b"signed", b"changed")
     assert not dkim.verify(tampered, dnsfunc=txt)
+
+
+def test_a_members_reject_list_holds_for_mail_from_a_fellow_member(instance: Instance) -> None:
+    """受信拒否 applies whoever sends: bob rejects alice, alice's submission is refused at
+    RCPT with the rule's reply, and both histories say why."""
+    instance.cli("rules", "add", "bob@example.test", "alice@example.test")
+    with submission(instance) as client:
+        mail = message("alice@example.test", "bob@example.test")
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            client.sendmail("alice@example.test", ["bob@example.test"], mail.as_bytes())
+        code, _ = refused.value.recipients["bob@example.test"]
+        assert code == 550
+        # Another recipient in the same message still gets it.
+        assert client.sendmail(
+            "alice@example.test", ["bob@example.test", "alice@example.test"], mail.as_bytes()
+        ) == {"bob@example.test": (code, refused.value.recipients["bob@example.test"][1])}
+    rule_rejects = [o for o in instance.outcomes() if o["reason"] == "rule.reject"]
+    assert {o["direction"] for o in rule_rejects} == {"in", "out"}
+    assert (
+        pop3_download(
+            instance.ports["pop3"], "bob@example.test", instance.passwords["bob@example.test"]
+        )
+        == []
+    )

@@ -22,6 +22,8 @@ from tayori.delivery.submission import SubmissionDelivery
 from tayori.dns.resolver import DomainExistence
 from tayori.mime import parse_message
 from tayori.mime.compose import AttachmentSpec
+from tayori.pipeline.member_rules import MemberRules
+from tayori.rules.model import NewRule, RuleList, RuleOwner
 from tayori.spam import SpamEngine
 from tayori.storage.factory import Stores, migrate, open_stores
 from tayori.storage.records import Account, SpecialUse, StoredMessage
@@ -100,6 +102,7 @@ def make_env(tmp_path: Path, settings: SubmissionSettings | None = None) -> Iter
         delivery,
         settings or SubmissionSettings(),
         LimitsSettings(max_message_size=200_000),
+        member_rules=MemberRules(stores.rules),
     )
     compose = ComposeService(stores.metadata, stores.blobs, stores.member, submission)
     try:
@@ -302,3 +305,17 @@ def test_a_draft_id_outside_drafts_is_never_deleted(env: Env) -> None:
     run(env.compose.save_draft(env.alice, ComposeForm(subject="x", draft_id=kept.id), []))
     run(env.compose.discard_draft(env.alice, kept.id))
     assert [m.id for m in env.mailbox(env.alice, SpecialUse.INBOX)] == [kept.id]
+
+
+def test_the_recipients_reject_list_holds_for_webmail_too(env: Env) -> None:
+    env.stores.rules.add_rule(
+        RuleOwner.account(env.bob.id), NewRule(RuleList.REJECT, "alice@example.test")
+    )
+    with pytest.raises(UserError) as caught:
+        run(env.compose.send(env.alice, ComposeForm(to="bob@example.test"), [], "192.0.2.7"))
+    assert caught.value.code == "rule.reject"
+    ja = Catalogues.load().translator("ja")
+    assert "受信拒否" in caught.value.text(ja)
+    assert env.mailbox(env.bob, SpecialUse.INBOX) == []
+    bobs = [o.outcome.reason for o in env.stores.metadata.list_outcomes(account_id=env.bob.id)]
+    assert bobs == ["rule.reject"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from email.utils import getaddresses
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session
@@ -27,6 +28,7 @@ from tayori.delivery.summary import header_block
 from tayori.delivery.trace import Arrival, new_queue_id, normalise_line_endings
 from tayori.dns import dnsbl
 from tayori.dns.resolver import Resolver
+from tayori.pipeline.member_rules import MemberRules
 from tayori.pipeline.recipients import decide_recipient
 from tayori.protocols.sasl import SaslError, decode_plain
 from tayori.servers.limits import is_loopback
@@ -54,6 +56,7 @@ class SubmissionHandler:
         settings: SubmissionSettings,
         limits: LimitsSettings,
         auth_settings: AuthSettings,
+        member_rules: MemberRules | None = None,
     ) -> None:
         self._metadata = metadata
         self._queue = queue
@@ -64,6 +67,9 @@ class SubmissionHandler:
         self._limits = limits
         self._auth = auth_settings
         self.sending_limits = SendingLimits(settings, metadata, queue)
+        """Shared with the webmail, so both refuse the same message for the same reason."""
+        self.member_rules = member_rules
+        """Recipients' reject lists (受信拒否) hold for mail from fellow members too."""
         """Shared with the webmail, so both refuse the same message for the same reason."""
 
     # --- login ------------------------------------------------------------------------------
@@ -221,6 +227,9 @@ class SubmissionHandler:
                     reply=str(decision.refusal.reply),
                     detail=decision.refusal.detail,
                 )
+            refusal = await self._reject_rule(session, envelope, address, decision.accounts)
+            if refusal is not None:
+                return refusal
             known = {r.account.id for r in envelope.recipients}
             for member in decision.accounts:
                 if member.id not in known:
@@ -283,6 +292,36 @@ class SubmissionHandler:
         lookup = await asyncio.to_thread(self._metadata.lookup_recipient, canonical)
         return any(member.id == account.id for member in lookup.accounts)
 
+    async def _reject_rule(
+        self,
+        session: Session,
+        envelope: SessionEnvelope,
+        address: str,
+        accounts: tuple[Account, ...],
+    ) -> str | None:
+        """The refusal when every account behind the address rejects this sender (as the MX
+        would say it), recorded for each; None when at least one takes the message (an alias
+        member who rejects simply gets no copy)."""
+        if self.member_rules is None:
+            return None
+        kept: list[Account] = []
+        refusal: str | None = None
+        for account in accounts:
+            verdict = await self.member_rules.at_rcpt(account, envelope.sender)
+            if verdict is None:
+                kept.append(account)
+                continue
+            refusal = await self._refuse(
+                session,
+                envelope.sender,
+                address,
+                verdict.reason,
+                reply=str(verdict.reply),
+                detail=verdict.detail,
+                recipient_account=account.id,
+            )
+        return refusal if not kept else None
+
     async def _listed_network(self, session: Session) -> tuple[str, str] | None:
         """(reply, detail) when the client's address is on a configured blocklist."""
         ip = peer_ip(session)
@@ -305,14 +344,33 @@ class SubmissionHandler:
         *,
         reply: str | None = None,
         detail: str = "",
+        recipient_account: int | None = None,
         **values: str,
     ) -> str:
+        """Refuse and record it for the sender; with `recipient_account` (a member's own rule
+        refused it) also in that member's history, as the MX would."""
         text = reply or str(reason(code).reply_for(**values))
-        await self._record(session, sender, recipient, code, reply=text, detail=detail)
+        await self._record(
+            session,
+            sender,
+            recipient,
+            code,
+            reply=text,
+            detail=detail,
+            recipient_account=recipient_account,
+        )
         return text
 
     async def _record(
-        self, session: Session, sender: str, recipient: str, code: str, *, reply: str, detail: str
+        self,
+        session: Session,
+        sender: str,
+        recipient: str,
+        code: str,
+        *,
+        reply: str,
+        detail: str,
+        recipient_account: int | None = None,
     ) -> None:
         account = session.auth_data if session.authenticated else None
         outcome = Outcome(
@@ -327,8 +385,13 @@ class SubmissionHandler:
             remote_ip=peer_ip(session),
             remote_host="unknown",
         )
+        outcomes = [outcome]
+        if recipient_account is not None:
+            outcomes.append(
+                replace(outcome, direction=Direction.INBOUND, account_id=recipient_account)
+            )
         try:
-            await asyncio.to_thread(self._metadata.record_outcomes, [outcome])
+            await asyncio.to_thread(self._metadata.record_outcomes, outcomes)
         except Exception:  # the refusal stands even when it cannot be recorded
             log.exception("could not record a %s outcome", code)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, cast
 
 from tayori.config.settings import LimitsSettings, Settings, SubmissionSettings
@@ -32,7 +32,8 @@ from tayori.delivery.sending_limits import SendingLimits
 from tayori.delivery.submission import SubmissionDelivery
 from tayori.delivery.trace import Arrival, new_queue_id
 from tayori.dns.resolver import DomainExistence, Resolver
-from tayori.pipeline.recipients import decide_recipient
+from tayori.pipeline.member_rules import MemberRules
+from tayori.pipeline.recipients import RecipientDecision, decide_recipient
 from tayori.storage.interfaces import MetadataStore, QueueStore
 from tayori.storage.records import Account
 from tayori.web.services.errors import UserError
@@ -73,6 +74,7 @@ class WebSubmission:
         settings: SubmissionSettings,
         limits: LimitsSettings,
         sending_limits: SendingLimits | None = None,
+        member_rules: MemberRules | None = None,
     ) -> None:
         """`delivery` None: a web app that cannot send (tests without a submission path)."""
         self._metadata = metadata
@@ -82,6 +84,7 @@ class WebSubmission:
         self._settings = settings
         self._limits = limits
         self._sending_limits = sending_limits or SendingLimits(settings, metadata, queue)
+        self._member_rules = member_rules
 
     @classmethod
     def from_handler(cls, handler: SubmissionHandler) -> WebSubmission:
@@ -97,6 +100,7 @@ class WebSubmission:
             handler._settings,
             handler._limits,
             handler.sending_limits,
+            handler.member_rules,
         )
 
     @classmethod
@@ -288,8 +292,9 @@ class WebSubmission:
                         code=code,
                         address=address,
                     )
+                accepting = await self._accepting(account, client_ip, sender, address, decision)
                 known = {r.account.id for r in plan.local}
-                for member in decision.accounts:
+                for member in accepting:
                     if member.id not in known:
                         plan.local.append(Recipient(address, member))
             elif canonical not in plan.remote:
@@ -319,6 +324,42 @@ class WebSubmission:
             raise UserError("Add at least one recipient (To, Cc or Bcc).")
         return plan
 
+    async def _accepting(
+        self,
+        account: Account,
+        client_ip: str,
+        sender: str,
+        address: str,
+        decision: RecipientDecision,
+    ) -> tuple[Account, ...]:
+        """The accounts behind `address` whose reject list (受信拒否) lets the sender through,
+        as at the submission server; UserError when none does."""
+        if self._member_rules is None:
+            return decision.accounts
+        kept: list[Account] = []
+        for member in decision.accounts:
+            verdict = await self._member_rules.at_rcpt(member, sender)
+            if verdict is None:
+                kept.append(member)
+                continue
+            await self._refuse(
+                account,
+                client_ip,
+                sender,
+                address,
+                verdict.reason,
+                verdict.detail,
+                recipient_account=member.id,
+            )
+        if not kept:
+            raise UserError(
+                "{address} does not accept mail from your address (the recipient's reject "
+                "list), so the message was not sent.",
+                code="rule.reject",
+                address=address,
+            )
+        return tuple(kept)
+
     async def _refuse(
         self,
         account: Account,
@@ -327,6 +368,7 @@ class WebSubmission:
         recipient: str,
         code: str,
         detail: str,
+        recipient_account: int | None = None,
     ) -> None:
         entry = reason(code)
         reply = ""
@@ -344,8 +386,13 @@ class WebSubmission:
             remote_ip=client_ip,
             remote_host="webmail",
         )
+        outcomes = [outcome]
+        if recipient_account is not None:  # the member's own rule: in their history too
+            outcomes.append(
+                replace(outcome, direction=Direction.INBOUND, account_id=recipient_account)
+            )
         try:
-            await asyncio.to_thread(self._metadata.record_outcomes, [outcome])
+            await asyncio.to_thread(self._metadata.record_outcomes, outcomes)
         except Exception:  # the refusal stands even when it cannot be recorded
             log.exception("could not record a %s outcome", code)
 
