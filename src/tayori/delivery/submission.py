@@ -23,12 +23,13 @@ from datetime import timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
+from tayori.core.address import AddressError, parse_address
 from tayori.core.reasons import reason
 from tayori.delivery.dkim_signing import DkimSigner
 from tayori.delivery.local import DeliveryResult, LocalCopies, LocalDelivery, Recipient
 from tayori.delivery.summary import header_block, summarise
 from tayori.delivery.trace import Arrival, normalise_line_endings, received_header
-from tayori.storage.interfaces import BlobStore, QueueStore
+from tayori.storage.interfaces import BlobStore, MetadataStore, QueueStore
 from tayori.storage.records import Account, MessageSummary, NewQueuedMessage
 
 if TYPE_CHECKING:
@@ -49,6 +50,17 @@ def complete_headers(message: bytes, hostname: str, arrival: Arrival) -> bytes:
     if b"message-id" not in present:
         added += f"Message-ID: <{uuid.uuid4().hex}@{hostname}>\r\n".encode()
     return added + message
+
+
+async def may_send_as(metadata: MetadataStore, account: Account, address: str) -> bool:
+    """The account's own addresses, and aliases that deliver to it, are its to send as: the
+    one rule for mail programs (submission) and the webmail."""
+    try:
+        canonical = parse_address(address).canonical
+    except AddressError:
+        return False
+    lookup = await asyncio.to_thread(metadata.lookup_recipient, canonical)
+    return any(member.id == account.id for member in lookup.accounts)
 
 
 class SubmissionDelivery:

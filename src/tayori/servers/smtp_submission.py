@@ -23,7 +23,7 @@ from tayori.core.reasons import reason
 from tayori.core.reply import SmtpReply
 from tayori.delivery.local import Recipient
 from tayori.delivery.sending_limits import SendingLimits
-from tayori.delivery.submission import SubmissionDelivery
+from tayori.delivery.submission import SubmissionDelivery, may_send_as
 from tayori.delivery.summary import header_block
 from tayori.delivery.trace import Arrival, new_queue_id, normalise_line_endings
 from tayori.dns import dnsbl
@@ -150,7 +150,7 @@ class SubmissionHandler:
     ) -> str:
         account = _account(session)
         sender = "" if address in ("<>", "") else address
-        if not await self._owns(account, sender):
+        if not await may_send_as(self._metadata, account, sender):
             return await self._refuse(
                 session, sender, "", "sender.not_owned", detail=account.address
             )
@@ -244,7 +244,7 @@ class SubmissionHandler:
         account = _account(session)
         content = normalise_line_endings(envelope.original_content or b"")
         for author in _from_addresses(content):
-            if not await self._owns(account, author):
+            if not await may_send_as(self._metadata, account, author):
                 return await self._refuse(
                     session, envelope.sender, "", "sender.not_owned", detail=f"From: {author}"
                 )
@@ -283,15 +283,6 @@ class SubmissionHandler:
         )
 
     # --- checks ------------------------------------------------------------------------------
-    async def _owns(self, account: Account, address: str) -> bool:
-        """The account's own addresses, and aliases that deliver to it, are its to send as."""
-        try:
-            canonical = parse_address(address).canonical
-        except AddressError:
-            return False
-        lookup = await asyncio.to_thread(self._metadata.lookup_recipient, canonical)
-        return any(member.id == account.id for member in lookup.accounts)
-
     async def _reject_rule(
         self,
         session: Session,

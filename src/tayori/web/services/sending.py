@@ -29,7 +29,7 @@ from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.core.reasons import reason
 from tayori.delivery.local import Recipient
 from tayori.delivery.sending_limits import SendingLimits
-from tayori.delivery.submission import SubmissionDelivery
+from tayori.delivery.submission import SubmissionDelivery, may_send_as
 from tayori.delivery.trace import Arrival, new_queue_id
 from tayori.dns.resolver import DomainExistence, Resolver
 from tayori.pipeline.member_rules import MemberRules
@@ -114,15 +114,6 @@ class WebSubmission:
     def max_message_size(self) -> int:
         return self._limits.max_message_size
 
-    async def owns(self, account: Account, address: str) -> bool:
-        """The account's own addresses and aliases delivering to it are its to send as."""
-        try:
-            canonical = parse_address(address).canonical
-        except AddressError:
-            return False
-        lookup = await asyncio.to_thread(self._metadata.lookup_recipient, canonical)
-        return any(member.id == account.id for member in lookup.accounts)
-
     async def send(
         self,
         account: Account,
@@ -135,7 +126,7 @@ class WebSubmission:
         an outcome with its reason code, like a refusal at the submission server)."""
         if self._delivery is None:
             raise UserError("Sending is not available on this server.")
-        if not await self.owns(account, sender):
+        if not await may_send_as(self._metadata, account, sender):
             await self._refuse(account, client_ip, sender, "", "sender.not_owned", account.address)
             raise UserError(
                 "You cannot send as {address}: it is not an address of your account.",
