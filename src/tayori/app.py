@@ -38,6 +38,12 @@ from tayori.pipeline.member_rules import MemberRules
 from tayori.pipeline.spam_block import SpamBlock
 from tayori.rules.srs import load_or_create_key
 from tayori.servers.limits import ConnectionLimiter
+from tayori.servers.mx_workers import (
+    MxWorkers,
+    WorkerLink,
+    WorkerStartError,
+    listening_sockets,
+)
 from tayori.servers.pop3 import Pop3Server
 from tayori.servers.smtp_inbound import InboundHandler
 from tayori.servers.smtp_session import SmtpListener
@@ -96,6 +102,59 @@ def inbound_pipeline(
     return pipeline, member_rules
 
 
+def forwarder_for(
+    settings: Settings, stores: Stores, local: LocalDelivery, wake: Callable[[], None]
+) -> Forwarder:
+    """Forwarding (issue 3): copies through the queue, SRS with the shared key file."""
+    return Forwarder(
+        stores.metadata,
+        local,
+        stores.blobs,
+        stores.queue,
+        stores.rules,
+        load_or_create_key(settings.server.data_dir),
+        settings.server.hostname,
+        timedelta(seconds=settings.outbound.max_lifetime),
+        wake,
+    )
+
+
+def mx_listener(
+    settings: Settings,
+    stores: Stores,
+    local: LocalDelivery,
+    resolver: Resolver,
+    forwarder: Forwarder,
+    limiter: ConnectionLimiter,
+    context: ssl.SSLContext | None,
+) -> SmtpListener:
+    """The inbound SMTP (MX) role, the same in the main process and in MX workers."""
+    pipeline, member_rules = inbound_pipeline(settings, stores, resolver)
+    handler = InboundHandler(
+        stores.metadata,
+        local,
+        settings.limits,
+        pipeline,
+        authserv_id=settings.server.hostname,
+        member_rules=member_rules,
+        forwarder=forwarder,
+    )
+    return SmtpListener(
+        handler,
+        hostname=settings.server.hostname,
+        limits=settings.limits,
+        ssl_context=context,
+        limiter=limiter,
+    )
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    tls = settings.tls
+    if tls.cert is None or tls.key is None:
+        return None
+    return server_context(tls.cert, tls.key)
+
+
 @dataclass
 class Service:
     """Every role of one `tayori serve` process, started and stopped together."""
@@ -109,20 +168,15 @@ class Service:
     web: WebServer | None = None
     janitor: HistoryJanitor | None = None
     listening: list[tuple[str, str]] = field(default_factory=list)
+    mx_workers: MxWorkers | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     """Periodic maintenance (Junk retention, issue 3), cancelled at stop."""
-
-    def tls_context(self) -> ssl.SSLContext | None:
-        tls = self.settings.tls
-        if tls.cert is None or tls.key is None:
-            return None
-        return server_context(tls.cert, tls.key)
 
     async def start(self) -> None:
         settings = self.settings
         stores = self.stores = open_stores(settings.storage.url, settings.server.data_dir)
         hostname = settings.server.hostname
-        context = self.tls_context()
+        context = tls_context(settings)
         shared_total: Counter[str] = Counter()
 
         def limiter() -> ConnectionLimiter:
@@ -136,38 +190,21 @@ class Service:
         listen = settings.listen
         local = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
         resolver = DnsPythonResolver(settings.dns)
-        # Forwarding (issue 3): copies through the queue, SRS with the shared key file.
-        forwarder = Forwarder(
-            stores.metadata,
-            local,
-            stores.blobs,
-            stores.queue,
-            stores.rules,
-            load_or_create_key(settings.server.data_dir),
-            hostname,
-            timedelta(seconds=settings.outbound.max_lifetime),
-            self._wake,
-        )
+        forwarder = forwarder_for(settings, stores, local, self._wake)
         if listen.smtp is not None:
-            pipeline, member_rules = inbound_pipeline(settings, stores, resolver)
-            handler = InboundHandler(
-                stores.metadata,
-                local,
-                settings.limits,
-                pipeline,
-                authserv_id=hostname,
-                member_rules=member_rules,
-                forwarder=forwarder,
-            )
-            smtp = SmtpListener(
-                handler,
-                hostname=hostname,
-                limits=settings.limits,
-                ssl_context=context,
-                limiter=limiter(),
-            )
+            smtp = mx_listener(settings, stores, local, resolver, forwarder, limiter(), context)
             self.smtp.append(smtp)
-            await self._listen("smtp", listen.smtp, smtp.start)
+            processes = settings.server.smtp_processes
+            if processes > 1 and settings.source is None:
+                log.warning("smtp_processes = %d ignored: no config file to start them", processes)
+            if processes > 1 and settings.source is not None:
+                sockets = listening_sockets(listen.smtp.host, listen.smtp.port)
+                for accepting in await smtp.serve_sockets(sockets):
+                    self._record_listening("smtp", accepting)
+                self.mx_workers = MxWorkers(processes - 1, settings.source, self._wake)
+                await self.mx_workers.start()
+            else:
+                await self._listen("smtp", listen.smtp, smtp.start)
 
         # One authenticator, so POP3 and SMTP AUTH share the brute-force counters.
         authenticator = Authenticator(
@@ -298,7 +335,9 @@ class Service:
     async def _listen(
         self, role: str, address: HostPort, start: Callable[[str, int], Awaitable[asyncio.Server]]
     ) -> None:
-        server = await start(address.host, address.port)
+        self._record_listening(role, await start(address.host, address.port))
+
+    def _record_listening(self, role: str, server: asyncio.Server) -> None:
         for sock in server.sockets:
             host, port = sock.getsockname()[:2]
             self.listening.append((role, str(HostPort(host, port))))
@@ -309,6 +348,8 @@ class Service:
         if self.web is not None:
             closing.append(self.web.stop())
         closing += [listener.close(grace) for listener in self.smtp]
+        if self.mx_workers is not None:
+            closing.append(self.mx_workers.stop(grace))
         await asyncio.gather(*closing, return_exceptions=True)
         if self.janitor is not None:
             await self.janitor.stop()
@@ -342,6 +383,10 @@ async def _run(settings: Settings) -> int:
         print(f"error: cannot listen: {error}", file=sys.stderr)
         await service.stop(grace=0)
         return 1
+    except WorkerStartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        await service.stop(grace=0)
+        return 1
     print(f"Tayori serving {settings.server.hostname} (data in {settings.server.data_dir})")
     for role, address in service.listening:
         print(f"  {role:<12} {address}")
@@ -356,8 +401,48 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
+async def _run_mx_worker(settings: Settings, link: WorkerLink) -> int:
+    """An MX worker process (`[server] smtp_processes`): inbound SMTP on the inherited
+    sockets, its own store connections and group committer, until SIGTERM or until the
+    main process is gone."""
+    stores = open_stores(settings.storage.url, settings.server.data_dir)
+    committer = DeliveryCommitter(stores.metadata)
+    committer.start()
+    local = LocalDelivery(stores.metadata, stores.blobs, committer, settings.server.hostname)
+    resolver = DnsPythonResolver(settings.dns)
+    limits = settings.limits
+    listener = mx_listener(
+        settings,
+        stores,
+        local,
+        resolver,
+        forwarder_for(settings, stores, local, link.wake),
+        ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip, Counter()),
+        tls_context(settings),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    watch = loop.create_task(link.main_process_gone())
+    watch.add_done_callback(lambda _: stop.set())
+    try:
+        assert settings.listen.smtp is not None
+        smtp = settings.listen.smtp
+        await listener.serve_sockets(listening_sockets(smtp.host, smtp.port))
+        link.ready()
+        await stop.wait()
+        await listener.close(SHUTDOWN_GRACE)
+    finally:
+        watch.cancel()
+        await asyncio.to_thread(committer.stop)
+        stores.close()
+    return 0
+
+
 def serve(settings: Settings) -> int:
-    """Run every enabled listener until SIGTERM or SIGINT; returns the exit status."""
+    """Run every enabled listener until SIGTERM or SIGINT; returns the exit status. An MX
+    worker process (`[server] smtp_processes`) runs the same command and ends up here too."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -367,4 +452,7 @@ def serve(settings: Settings) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _install_uvloop()
+    link = WorkerLink.from_environment()
+    if link is not None:
+        return asyncio.run(_run_mx_worker(settings, link))
     return asyncio.run(_run(settings))

@@ -246,3 +246,26 @@ def test_concurrent_adds_cannot_pass_the_limit_together(
         thread.join()
     assert sorted(results) == ["added", "refused", "refused", "refused"]
     assert len(store.list_rules(owner)) == 1
+
+
+def test_cached_filters_follow_changes_made_by_another_process(
+    stores: Stores, alice: Account, clock: FakeClock
+) -> None:
+    """`filters_for` caches per account; a change through another store object on the same
+    database (another `tayori serve` process, the CLI, the webmail) is seen on the next read."""
+    engine = stores.metadata._engine  # type: ignore[attr-defined]
+    reader = SqlRulesStore(engine, clock=clock)
+    writer = SqlRulesStore(engine, clock=clock)
+    assert reader.filters_for(alice.id) == AccountFilters()
+    assert reader.filters_for(alice.id) == AccountFilters()  # served from the cache
+    rule = writer.add_rule(RuleOwner.account(alice.id), NewRule(RuleList.REJECT, "x@spam.test"))
+    assert reader.filters_for(alice.id).rules == (rule,)
+    writer.set_spam_settings(alice.id, enabled=False)
+    assert reader.filters_for(alice.id).spam.enabled is False
+    writer.add_forward_target(alice.id, "me@elsewhere.test")
+    assert reader.filters_for(alice.id).forwarding.targets == ("me@elsewhere.test",)
+    for _ in range(FORWARD_FAILURES_FLAGGED):
+        writer.record_forward_result(alice.id, "me@elsewhere.test", bounced=True)
+    assert reader.filters_for(alice.id).forwarding.failing == ("me@elsewhere.test",)
+    writer.remove_rule(RuleOwner.account(alice.id), rule.id)
+    assert reader.filters_for(alice.id).rules == ()

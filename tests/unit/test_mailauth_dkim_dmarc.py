@@ -163,3 +163,60 @@ def test_dmarc_dns_failure_is_temperror(dns: DnsServer, resolver: DnsPythonResol
     dns.zone.fail("_dmarc.signer.test")
     outcome = evaluate(resolver, MESSAGE, SpfOutcome("none", "x.test"))
     assert outcome.result == "temperror"
+
+
+def _pct_zone(dns: DnsServer, record: str) -> bytes:
+    dns.zone.add("_dmarc.rollout.test", "TXT", record)
+    return MESSAGE.replace(b"signer.test>", b"rollout.test>")
+
+
+@pytest.mark.parametrize(
+    ("record", "sample", "policy", "published"),
+    [
+        ("v=DMARC1; p=reject; pct=50", 49, "reject", None),
+        ("v=DMARC1; p=reject; pct=50", 50, "quarantine", "reject"),
+        ("v=DMARC1; p=quarantine; pct=50", 99, "none", "quarantine"),
+        ("v=DMARC1; p=quarantine; pct=0", 0, "none", "quarantine"),
+        ("v=DMARC1; p=reject; pct=100", 99, "reject", None),
+        ("v=DMARC1; p=reject", 99, "reject", None),
+        ("v=DMARC1; p=reject; pct=150", 99, "reject", None),  # invalid: never weaker
+        ("v=DMARC1; p=reject; pct=x", 99, "reject", None),
+        ("v=DMARC1; p=none; pct=10", 99, "none", None),
+    ],
+)
+def test_dmarc_pct_applies_the_policy_to_its_share_only(
+    dns: DnsServer,
+    resolver: DnsPythonResolver,
+    record: str,
+    sample: int,
+    policy: str,
+    published: str | None,
+) -> None:
+    message = _pct_zone(dns, record)
+    outcome = asyncio.run(
+        dmarc.evaluate(resolver, message, SpfOutcome("fail", "x.test"), [], sample=lambda _: sample)
+    )
+    assert (outcome.result, outcome.policy, outcome.published) == ("fail", policy, published)
+    assert outcome.sampled_out == (published is not None)
+    if published is not None:
+        assert f"p={published} pct=" in outcome.detail
+        assert f"sampled out, {policy} applied" in outcome.detail
+
+
+def test_dmarc_pct_does_not_touch_passing_mail(dns: DnsServer, resolver: DnsPythonResolver) -> None:
+    message = _pct_zone(dns, "v=DMARC1; p=reject; pct=0")
+    outcome = asyncio.run(dmarc.evaluate(resolver, message, SpfOutcome("pass", "rollout.test"), []))
+    assert (outcome.result, outcome.policy, outcome.sampled_out) == ("pass", "reject", False)
+
+
+def test_dmarc_sample_follows_the_message_id_and_spreads_evenly() -> None:
+    one = MESSAGE.replace(b"Hello Bob.", b"Other body")
+    assert dmarc.message_sample(MESSAGE) == dmarc.message_sample(one)  # same Message-ID
+    upper = MESSAGE.replace(b"<1@signer.test>", b"<1@SIGNER.TEST>")
+    assert dmarc.message_sample(upper) == dmarc.message_sample(MESSAGE)
+    samples = [
+        dmarc.message_sample(MESSAGE.replace(b"<1@", f"<{n}@".encode())) for n in range(2000)
+    ]
+    assert all(0 <= s < 100 for s in samples)
+    below = sum(1 for s in samples if s < 30) / len(samples)
+    assert 0.26 < below < 0.34

@@ -37,6 +37,16 @@ def test_header_names_every_method() -> None:
     )
 
 
+def test_a_policy_sampled_out_by_pct_is_explained() -> None:
+    dmarc = DmarcOutcome("fail", "sender.test", "quarantine", published="reject", pct=20)
+    header = authentication_results("mx.example.test", AuthResults(dmarc=dmarc))
+    value = " ".join(str(message_from_bytes(header + b"\r\n")["Authentication-Results"]).split())
+    assert (
+        "dmarc=fail (p=reject pct=20: sampled out) header.from=sender.test "
+        "policy.dmarc=quarantine;" in value
+    )
+
+
 def test_no_signature_is_dkim_none_and_null_sender_names_helo() -> None:
     header = authentication_results(
         "mx.example.test", AuthResults(spf=SpfOutcome("none", "h.test"), helo="h.test")

@@ -8,12 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from tayori.config.settings import CheckAction, InboundSettings
 from tayori.dns.resolver import DnsPythonResolver
 from tayori.pipeline.checks.dnsbl import DnsblCheck
 from tayori.pipeline.checks.fcrdns import FcrdnsCheck
 from tayori.pipeline.checks.helo import HeloCheck, helo_problem
 from tayori.pipeline.checks.sender_domain import SenderDomainCheck
+from tayori.pipeline.inbound import InboundPipeline, MessageChecks
+from tayori.pipeline.runner import Decision
 from tayori.pipeline.steps import Client
+from tayori.pipeline.verdicts import Action
 from tayori.testing.dns_server import DnsServer, Zone
 
 
@@ -149,3 +153,89 @@ def test_sender_domain_dns_failure_is_450(dns: DnsServer, resolver: DnsPythonRes
     assert failure is not None
     assert failure.temporary
     assert str(failure.reply).startswith("450 4.1.8 ")
+
+
+def _spf_pipeline(resolver: DnsPythonResolver, **changes: object) -> InboundPipeline:
+    settings = InboundSettings(spf_action=CheckAction.REJECT, **changes)  # type: ignore[arg-type]
+    return InboundPipeline(resolver, settings, frozenset({"mx.example.test"}))
+
+
+def _spf_queries(dns: DnsServer, domain: str) -> int:
+    return sum(1 for q in dns.queries if q.name == domain and q.rdtype == "TXT")
+
+
+MESSAGE = b"From: a@spf.test\r\nSubject: x\r\nMessage-ID: <1@spf.test>\r\n\r\nbody\r\n"
+
+
+def test_spf_decides_at_mail_from_and_data_reuses_it(dns: DnsServer) -> None:
+    """`reject` refuses at RCPT (the transaction's decision), before the body is sent; the
+    end of DATA takes the same result for DMARC and the header without asking DNS again."""
+    dns.zone.add("spf.test", "MX", "10 mail.sender.test")
+    dns.zone.add("spf.test", "TXT", "v=spf1 ip4:192.0.2.5 -all")
+    resolver = DnsPythonResolver(dns.settings(timeout=1.0), cache_size=0)
+    pipeline = _spf_pipeline(resolver)
+    client = Client("192.0.2.6", helo="liar.sender.test", sender="a@spf.test")
+
+    async def dialogue() -> tuple[Decision, MessageChecks, int]:
+        transaction = await pipeline.transaction(client)
+        asked = _spf_queries(dns, "spf.test")
+        return transaction, await pipeline.message(client, MESSAGE), asked
+
+    transaction, checks, asked_at_mail = asyncio.run(dialogue())
+    assert transaction.action is Action.REJECT
+    assert transaction.reasons == ("auth.spf.fail",)
+    assert str(transaction.decisive.reply).startswith("550 5.7.23 ")  # type: ignore[union-attr]
+    assert asked_at_mail == 1
+    assert _spf_queries(dns, "spf.test") == 1  # not evaluated again at DATA
+    assert checks.auth.spf is not None and checks.auth.spf.result == "fail"
+    assert "auth.spf.fail" not in checks.decision.reasons  # decided once, at MAIL FROM
+
+    client.sender = "b@sender.test"  # the next transaction on the connection
+    assert asyncio.run(pipeline.message(client, MESSAGE)).auth.spf.domain == "sender.test"  # type: ignore[union-attr]
+
+
+def test_spf_at_data_for_a_caller_that_skipped_mail_from(dns: DnsServer) -> None:
+    dns.zone.add("spf.test", "TXT", "v=spf1 ip4:192.0.2.5 -all")
+    pipeline = _spf_pipeline(DnsPythonResolver(dns.settings(timeout=1.0)))
+    client = Client("192.0.2.6", helo="x.test", sender="a@spf.test")
+    checks = asyncio.run(pipeline.message(client, MESSAGE))
+    assert checks.decision.action is Action.REJECT
+    assert checks.decision.reasons == ("auth.spf.fail",)
+
+
+def test_softfail_under_reject_is_half_a_score(dns: DnsServer) -> None:
+    dns.zone.add("spf.test", "MX", "10 mail.sender.test")
+    dns.zone.add("spf.test", "TXT", "v=spf1 ip4:192.0.2.5 ~all")
+    pipeline = _spf_pipeline(DnsPythonResolver(dns.settings(timeout=1.0)), spf_score=4.0)
+    client = Client("192.0.2.6", helo="x.test", sender="a@spf.test")
+    decision = asyncio.run(pipeline.transaction(client))
+    assert (decision.action, decision.reasons, decision.score) == (
+        Action.ACCEPT,
+        ("auth.spf.fail",),
+        2.0,
+    )
+
+
+def test_trusted_relay_skips_spf_and_is_noted(dns: DnsServer) -> None:
+    dns.zone.add("spf.test", "MX", "10 mail.sender.test")
+    dns.zone.add("spf.test", "TXT", "v=spf1 ip4:192.0.2.5 -all")
+    pipeline = _spf_pipeline(
+        DnsPythonResolver(dns.settings(timeout=1.0)), trusted_networks=["192.0.2.0/28"]
+    )
+    client = Client("192.0.2.6", helo="-bad-", sender="a@spf.test")
+
+    async def dialogue() -> tuple[Decision, Decision, MessageChecks]:
+        return (
+            await pipeline.connect(client),
+            await pipeline.transaction(client),
+            await pipeline.message(client, MESSAGE),
+        )
+
+    connect, transaction, checks = asyncio.run(dialogue())
+    assert connect.action is Action.ACCEPT
+    assert connect.reasons == ("relay.trusted",)
+    assert "192.0.2.6 in trusted network 192.0.2.0/28: not checked on the relay" in connect.detail()
+    assert transaction.verdicts == ()
+    assert checks.auth.spf is None
+    assert checks.decision.verdicts == ()
+    assert _spf_queries(dns, "spf.test") == 0

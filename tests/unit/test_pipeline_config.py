@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tayori.config.loader import InvalidConfigError, settings_from_mapping
-from tayori.config.settings import CheckAction, DnsblZone
+from tayori.config.settings import CheckAction, DnsblZone, DnsSettings, InboundSettings
+from tayori.core.errors import ConfigError
+from tayori.dns.resolver import DnsPythonResolver
+from tayori.pipeline.inbound import InboundPipeline
+from tayori.pipeline.steps import Stage
 
 
 def test_defaults_follow_the_issue() -> None:
@@ -14,6 +18,36 @@ def test_defaults_follow_the_issue() -> None:
     assert inbound.fcrdns_action is CheckAction.SCORE
     assert inbound.sender_domain_action is CheckAction.REJECT
     assert inbound.dmarc_reject_action is CheckAction.JUNK
+    assert inbound.trusted_networks == []  # not even loopback
+
+
+def _pipeline(networks: list[str]) -> InboundPipeline:
+    settings = InboundSettings(trusted_networks=networks)
+    resolver = DnsPythonResolver(DnsSettings())  # never asked: nothing is checked
+    return InboundPipeline(resolver, settings, frozenset({"mx.example.test"}))
+
+
+def test_trusted_networks_match_addresses_and_networks() -> None:
+    pipeline = _pipeline(["192.0.2.0/24", "2001:db8::25", "198.51.100.7"])
+    assert str(pipeline.trusted("192.0.2.200")) == "192.0.2.0/24"
+    assert str(pipeline.trusted("::ffff:192.0.2.1")) == "192.0.2.0/24"  # IPv4-mapped
+    assert str(pipeline.trusted("2001:db8::25")) == "2001:db8::25/128"
+    assert pipeline.trusted("198.51.100.8") is None
+    assert pipeline.trusted("127.0.0.1") is None
+    assert pipeline.trusted("not-an-address") is None
+    names = {step.name for step, _ in pipeline.steps(Stage.MAIL, "192.0.2.1")}
+    assert names == {"sender_domain"}  # SPF would judge the relay
+    assert pipeline.steps(Stage.CONNECT, "192.0.2.1") == []
+    assert {step.name for step, _ in pipeline.steps(Stage.MAIL, "203.0.113.1")} == {
+        "sender_domain",
+        "spf",
+    }
+
+
+def test_a_bad_trusted_network_is_refused_with_its_name() -> None:
+    settings = settings_from_mapping({"inbound": {"trusted_networks": ["10.0.0.0/8", "mx1"]}})
+    with pytest.raises(ConfigError, match=r"inbound.trusted_networks: 'mx1' is not an address"):
+        InboundPipeline(DnsPythonResolver(DnsSettings()), settings.inbound, frozenset())
 
 
 def test_zones_as_a_list_of_tables() -> None:

@@ -52,6 +52,26 @@ def test_tempfail_turns_a_5xx_into_its_4xx_form() -> None:
     assert str(verdict.reply) == "450 4.1.8 t"
 
 
+def test_reject_turns_a_4xx_worded_reply_into_its_5xx_form() -> None:
+    """FCrDNS's catalogue reply is the strict-mode `450 4.7.25`: `reject` means 5xx."""
+    failure = Failure("fcrdns.failed", SmtpReply(450, "4.7.25", "no PTR"))
+    rejected = apply(StepPolicy(FailAction.REJECT), failure)
+    assert rejected is not None
+    assert (rejected.action, str(rejected.reply)) == (Action.REJECT, "550 5.7.25 no PTR")
+    tempfailed = apply(StepPolicy(FailAction.TEMPFAIL), failure)
+    assert tempfailed is not None
+    assert str(tempfailed.reply) == "450 4.7.25 no PTR"
+
+
+@pytest.mark.parametrize("action", [FailAction.REJECT, FailAction.JUNK, FailAction.SCORE])
+def test_a_mild_failure_is_only_ever_half_a_score(action: FailAction) -> None:
+    failure = Failure("auth.spf.fail", SmtpReply(550, "5.7.23", "x"), "softfail", mild=True)
+    verdict = apply(StepPolicy(action, 2.0), failure)
+    assert verdict is not None
+    assert (verdict.action, verdict.score, verdict.reason) == (Action.ACCEPT, 1.0, "auth.spf.fail")
+    assert apply(StepPolicy(FailAction.IGNORE, 2.0), failure) is None
+
+
 def _verdict(action: Action, code: str, score: float = 0.0) -> Verdict:
     return Verdict(action, code, REPLY, f"{code} detail", score)
 

@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from tayori.config.settings import HostPort, ServerSettings, Settings, StorageSettings, TlsSettings
+from tayori.config.settings import HostPort, Settings, StorageSettings, TlsSettings
 from tayori.core.errors import ConfigError
 from tayori.core.sizes import SIZE_EXAMPLES, parse_size
 
@@ -393,6 +393,9 @@ class _Reader:
                 continue
             try:
                 value = _convert(kind, item.name, raw, item.metadata.get("minimum"))
+                most = item.metadata.get("maximum")
+                if most is not None and value > most:
+                    raise _BadValueError(f"must be at most {most}")
             except _BadValueError as error:
                 self.problems.append(Problem(key, str(error), raw))
                 continue
@@ -541,7 +544,7 @@ def _resolve(
     _check_listeners(settings, problems)
     return replace(
         settings,
-        server=ServerSettings(hostname=hostname, data_dir=data_dir),
+        server=replace(settings.server, hostname=hostname, data_dir=data_dir),
         tls=_resolve_tls(settings, data_dir, problems),
         storage=StorageSettings(url=_resolve_storage_url(settings, data_dir, problems)),
     )

@@ -21,6 +21,7 @@ def setting(
     *,
     factory: bool = False,
     minimum: int | None = None,
+    maximum: int | None = None,
     required: bool = False,
 ) -> Any:
     """A documented field. `factory` for mutable defaults (lists). `minimum` overrides the
@@ -31,6 +32,8 @@ def setting(
         metadata["required"] = True
     if minimum is not None:
         metadata["minimum"] = minimum
+    if maximum is not None:
+        metadata["maximum"] = maximum
     if factory:
         return field(default_factory=default, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -58,6 +61,15 @@ class ServerSettings:
         Path(),
         "Directory for the database, message files and TLS files. Relative paths are "
         "taken from the config file's directory. Empty: the config file's directory.",
+    )
+    smtp_processes: int = setting(
+        1,
+        "Processes receiving inbound SMTP (MX) mail on the `[listen] smtp` address. Python "
+        "runs one core per process: on a machine with more cores, set it to the number of "
+        "cores (at most 16) for more mail per second. The extra processes share the listening "
+        "socket and receive MX mail only; submission, POP3, the web and the outbound queue "
+        "stay in the main process. `[limits]` connection limits are counted per process.",
+        maximum=16,
     )
 
 
@@ -306,7 +318,12 @@ class InboundSettings:
         "(`550 5.1.8`; `450 4.1.8` while DNS fails).",
     )
     sender_domain_score: float = setting(3.0, "Spam score added for an unknown sender domain.")
-    spf_action: CheckAction = setting(CheckAction.SCORE, "SPF result `fail` (`-all`).")
+    spf_action: CheckAction = setting(
+        CheckAction.SCORE,
+        "SPF result `fail` (`-all`). Evaluated at MAIL FROM, so `reject` and `tempfail` "
+        "refuse at RCPT, before the message is sent. `softfail` (`~all`) only ever adds half "
+        "the score.",
+    )
     spf_score: float = setting(2.0, "Spam score added for SPF `fail` (half for `softfail`).")
     dkim_action: CheckAction = setting(CheckAction.SCORE, "A DKIM signature that does not verify.")
     dkim_score: float = setting(1.0, "Spam score added for a failed DKIM signature.")
@@ -316,9 +333,24 @@ class InboundSettings:
         "and mailing lists break DMARC for real mail too, and Junk keeps it findable.",
     )
     dmarc_quarantine_action: CheckAction = setting(
-        CheckAction.JUNK, "DMARC failure where the From: domain asks `p=quarantine`."
+        CheckAction.JUNK,
+        "DMARC failure where the From: domain asks `p=quarantine`. A record with `pct=` "
+        "below 100 has its policy applied to that share of failing mail only (chosen by "
+        "Message-ID, so a retry gets the same answer); the rest gets the next weaker policy "
+        "(`reject` → `quarantine` → `none`), noted in Authentication-Results.",
     )
     dmarc_score: float = setting(3.0, "Spam score added for a DMARC failure.")
+    trusted_networks: list[str] = setting(
+        list,
+        "Addresses or networks (`192.0.2.0/24`, `2001:db8::/32`) of servers that relay mail "
+        "to us on others' behalf: our own backup MX, a filtering front end. Mail from them "
+        "skips DNSBL, FCrDNS and HELO, which would judge the relay rather than the sender, "
+        "and SPF is checked for the host the relay names in the Received field it added "
+        "(not at all when that field cannot be read: DMARC then rests on DKIM). The sender "
+        "domain, DKIM, DMARC, members' rules and the spam block still apply; the outcome "
+        "detail says `relay.trusted`. Empty: nobody, not even loopback.",
+        factory=True,
+    )
     dnsbl: InboundDnsblSettings = field(default_factory=InboundDnsblSettings)
 
 

@@ -388,6 +388,23 @@ _CODES: tuple[ReasonCode, ...] = (
         "Which safe-sender entry (id, pattern) and the address it matched.",
     ),
     ReasonCode(
+        "relay.trusted",
+        None,
+        Text(
+            "このサービスが信頼する中継サーバ(予備の受信サーバなど)を経由して届きました。"
+            "中継サーバ自体の確認(DNSBL・逆引き・HELO)は行わず、SPF は中継サーバに"
+            "送ってきたサーバについて確認しました。",
+            "Arrived through a relay this service trusts (such as its backup mail server); "
+            "the relay itself was not checked (DNSBL, reverse DNS, HELO), and SPF was checked "
+            "for the server that handed the message to the relay.",
+        ),
+        Text(
+            "対応は不要です。DKIM・DMARC・受信拒否設定・迷惑メールブロックは通常どおり働きます。",
+            "Nothing to do. DKIM, DMARC, your reject list and the spam block still apply.",
+        ),
+        "The relay's address and the trusted network it is in (`[inbound] trusted_networks`).",
+    ),
+    ReasonCode(
         "forward.sent",
         None,
         Text(

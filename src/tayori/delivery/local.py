@@ -131,8 +131,13 @@ class LocalDelivery:
 
         `others_accepted`: the message goes to other (remote) recipients too, so members
         whose quota it would exceed get it as grace instead of a refusal for everyone."""
-        accounts = await asyncio.to_thread(self._fresh_accounts, recipients)
-        full = {r.account.id for r in recipients if over_quota(accounts[r.account.id], len(body))}
+        filed = {r.account.id: (filing or {}).get(r.account.id, Filing()) for r in recipients}
+        copies = [
+            trace_headers(arrival, self._hostname, sender, r.account.address)
+            + filed[r.account.id].headers
+            + body
+            for r in recipients
+        ]
         base = Outcome(
             direction=Direction.INBOUND,
             sender=sender,
@@ -144,34 +149,22 @@ class LocalDelivery:
             remote_ip=arrival.client_ip,
             remote_host=arrival.client_host,
         )
-        if len(full) == len(recipients) and not others_accepted:
-            return await self._refuse_over_quota(base, recipients, accounts, body)
-
-        filed = {r.account.id: (filing or {}).get(r.account.id, Filing()) for r in recipients}
-        copies = [
-            trace_headers(arrival, self._hostname, sender, r.account.address)
-            + filed[r.account.id].headers
-            + body
-            for r in recipients
-        ]
         accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
         prepared = LocalCopies(base, tuple(recipients), len(body), accepted)
-        # The search index entry is computed from the bytes while the blobs are written, in
-        # a worker thread, so that it adds no time inside the group commit.
-        indexing = asyncio.ensure_future(asyncio.to_thread(_index_or_none, body))
-        try:
-            written = await asyncio.gather(
-                *(asyncio.to_thread(self._blobs.put, [c]) for c in copies), return_exceptions=True
-            )
-            prepared.refs.extend(ref for ref in written if isinstance(ref, str))
-            for failure in written:
-                if isinstance(failure, BaseException):
-                    raise failure
-        except Exception as error:
-            await indexing
-            await self.store_failed(prepared, error)
+        # One worker-thread hop for the quota read, every copy's durable write and the search
+        # index: under load each hop waits its turn for a thread and the GIL, and a message
+        # already paid several before it got here.
+        written = await asyncio.to_thread(
+            self._write_copies, recipients, copies, body, not others_accepted
+        )
+        accounts, refs, index, failure = written
+        prepared.refs.extend(refs)
+        if failure is not None:
+            await self.store_failed(prepared, failure)
             return DeliveryResult(reason("store.failed").reply_for(), 0)
-        index = await indexing
+        full = {r.account.id for r in recipients if over_quota(accounts[r.account.id], len(body))}
+        if len(full) == len(recipients) and not others_accepted:
+            return await self._refuse_over_quota(base, recipients, accounts, body)
         refused = reason("rcpt.over_quota")
         for recipient, copy, ref in zip(recipients, copies, prepared.refs, strict=True):
             where = filed[recipient.account.id]
@@ -213,13 +206,30 @@ class LocalDelivery:
             )
         return prepared
 
-    def _fresh_accounts(self, recipients: Sequence[Recipient]) -> dict[int, Account]:
-        """Usage as of now, not as of RCPT: other messages may have arrived meanwhile."""
-        fresh: dict[int, Account] = {}
+    def _write_copies(
+        self,
+        recipients: Sequence[Recipient],
+        copies: Sequence[bytes],
+        body: bytes,
+        refusable: bool,
+    ) -> tuple[dict[int, Account], list[str], MessageIndex | None, Exception | None]:
+        """In a worker thread: usage as of now (not as of RCPT: other messages may have
+        arrived meanwhile), then, unless the message is too big for every recipient (and
+        `refusable`), each copy written durably, then the search index entry.
+        Returns (accounts, refs written, index, the failure that stopped writing)."""
+        accounts: dict[int, Account] = {}
         for recipient in recipients:
             account = self._metadata.get_account_by_id(recipient.account.id)
-            fresh[recipient.account.id] = account or recipient.account
-        return fresh
+            accounts[recipient.account.id] = account or recipient.account
+        if refusable and all(over_quota(accounts[r.account.id], len(body)) for r in recipients):
+            return accounts, [], None, None
+        refs: list[str] = []
+        try:
+            for copy in copies:
+                refs.append(self._blobs.put([copy]))
+        except Exception as error:
+            return accounts, refs, None, error
+        return accounts, refs, _index_or_none(body), None
 
     async def _refuse_over_quota(
         self,

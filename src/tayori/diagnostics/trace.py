@@ -149,7 +149,7 @@ async def what_would_happen(
     client = Client(ip, helo=helo, sender=sender)
     verdicts: list[Verdict] = []
     for stage in (Stage.CONNECT, Stage.HELO, Stage.MAIL):
-        for check, policy in pipeline.steps(stage):
+        for check, policy in pipeline.steps(stage, ip):
             name = check.name + (f" {check.zone}" if hasattr(check, "zone") else "")
             verdict = apply(policy, await check.check(client))
             if verdict is not None:

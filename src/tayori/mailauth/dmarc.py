@@ -1,11 +1,19 @@
 """DMARC (RFC 7489): the From: domain's policy, and whether SPF or DKIM passed for a domain
 aligned with it. The organizational domain comes from the Public Suffix List (bundled with
-`publicsuffixlist`, so no download at run time)."""
+`publicsuffixlist`, so no download at run time).
+
+`pct=` (§6.6.4): a domain rolling out its policy asks for it on that share of failing mail
+only; the rest gets the next weaker policy (reject -> quarantine, quarantine -> none). Which
+share a message falls in is decided from a hash of its Message-ID, so the same message gets
+the same answer on every delivery attempt and in every test (an SMTP retry must not turn a
+Junk filing into a refusal by chance).
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -22,12 +30,42 @@ DmarcResult = Literal["pass", "fail", "none", "temperror", "permerror"]
 Policy = Literal["none", "quarantine", "reject"]
 
 
+WEAKER: dict[Policy, Policy] = {"reject": "quarantine", "quarantine": "none", "none": "none"}
+"""The policy applied to failing mail left out of `pct` (RFC 7489 §6.6.4)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DmarcOutcome:
     result: DmarcResult
     domain: str
     policy: Policy = "none"
+    """The policy to apply: the published one, or the next weaker when sampled out."""
     detail: str = ""
+    published: Policy | None = None
+    """The record's own policy when `pct` left this message out (`policy` is then weaker)."""
+    pct: int = 100
+
+    @property
+    def sampled_out(self) -> bool:
+        return self.published is not None and self.published != self.policy
+
+
+def message_sample(message: bytes) -> int:
+    """0 … 99 from the Message-ID (the whole message when it has none): the same message
+    always falls on the same side of `pct`, and messages spread evenly over it."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(message)
+    message_id = str(headers.get("Message-ID", "")).strip().lower()
+    seed = message_id.encode("utf-8", "surrogateescape") if message_id else message
+    return int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") % 100
+
+
+def parse_pct(value: str | None) -> int:
+    """`pct=` as an integer 0 … 100; absent or not a number in range: 100 (§6.3: the
+    default, and an invalid tag must not weaken a domain's policy)."""
+    text = (value or "").strip()
+    if text.isdigit() and 0 <= int(text) <= 100:
+        return int(text)
+    return 100
 
 
 @functools.cache
@@ -89,7 +127,10 @@ async def evaluate(
     message: bytes,
     spf: SpfOutcome,
     dkim: Sequence[DkimSignatureResult],
+    *,
+    sample: Callable[[bytes], int] = message_sample,
 ) -> DmarcOutcome:
+    """`sample`: where the message falls in 0 … 99 for `pct=` (the policy applies below it)."""
     domain = from_domain(message)
     if domain is None:
         return DmarcOutcome("none", "", detail="no single From: domain")
@@ -119,10 +160,12 @@ async def evaluate(
     if spf_ok or dkim_ok:
         how = "spf" if spf_ok else f"dkim d={dkim_ok[0]}"
         return DmarcOutcome("pass", domain, policy, f"aligned {how}")
-    return DmarcOutcome(
-        "fail",
-        domain,
-        policy,
-        f"p={policy}; spf={spf.result} ({spf.domain}); dkim="
-        + (",".join(f"{s.result}({s.domain})" for s in dkim) or "none"),
+    results = f"spf={spf.result} ({spf.domain}); dkim=" + (
+        ",".join(f"{s.result}({s.domain})" for s in dkim) or "none"
     )
+    pct = parse_pct(record.get("pct"))
+    if pct < 100 and policy != "none" and sample(message) >= pct:
+        applied = WEAKER[policy]
+        detail = f"p={policy} pct={pct}: sampled out, {applied} applied; {results}"
+        return DmarcOutcome("fail", domain, applied, detail, published=policy, pct=pct)
+    return DmarcOutcome("fail", domain, policy, f"p={policy}; {results}", pct=pct)

@@ -59,6 +59,9 @@ def authentication_results(authserv_id: str, results: AuthResults) -> bytes:
         parts.append("dkim=none")
     if results.dmarc is not None:
         dmarc = f"dmarc={results.dmarc.result}"
+        if results.dmarc.sampled_out:
+            # RFC 7489 §6.6.4: say why the published policy was not the one applied.
+            dmarc += f" (p={results.dmarc.published} pct={results.dmarc.pct}: sampled out)"
         if results.dmarc.domain:
             dmarc += f" header.from={_value(results.dmarc.domain)}"
         if results.dmarc.result in ("pass", "fail"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -79,6 +80,26 @@ class MemberRules:
         client is given)."""
         if client is None:
             return await asyncio.to_thread(self._rules.filters_for, account.id)
+        memo = self._memo_for(client)
+        found = memo.filters.get(account.id)
+        if found is None:
+            found = await asyncio.to_thread(self._rules.filters_for, account.id)
+            memo.filters[account.id] = found
+        return found
+
+    def known(self, client: Client) -> frozenset[int]:
+        """Accounts whose filters this transaction already read."""
+        return frozenset(self._memo_for(client).filters)
+
+    def read_filters(self, account_ids: Iterable[int]) -> dict[int, AccountFilters]:
+        """Blocking: for a caller already in a worker thread (the RCPT look-up reads the
+        recipient and their filters in one hop), to be handed to `remember`."""
+        return {account_id: self._rules.filters_for(account_id) for account_id in account_ids}
+
+    def remember(self, client: Client, found: Mapping[int, AccountFilters]) -> None:
+        self._memo_for(client).filters.update(found)
+
+    def _memo_for(self, client: Client) -> _Memo:
         now = time.monotonic()
         memo = self._memo.get(id(client))
         if (
@@ -90,11 +111,7 @@ class MemberRules:
             if len(self._memo) >= MEMO_LIMIT:
                 self._memo.clear()
             memo = self._memo[id(client)] = _Memo(client, client.sender, now)
-        found = memo.filters.get(account.id)
-        if found is None:
-            found = await asyncio.to_thread(self._rules.filters_for, account.id)
-            memo.filters[account.id] = found
-        return found
+        return memo
 
     def forget(self, client: Client) -> None:
         """The transaction is over (end of DATA): the next one reads the filters afresh."""

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from tayori.config.settings import CheckAction
 from tayori.core.reply import SmtpReply
+from tayori.mailauth.spf import SpfOutcome
 from tayori.pipeline.verdicts import Action, Verdict
 
 
@@ -42,6 +43,9 @@ class Failure:
     reply: SmtpReply
     detail: str = ""
     temporary: bool = False
+    mild: bool = False
+    """Weak evidence by the check's own standard (SPF `softfail`: the domain itself is not
+    sure): never more than a score, at half the step's weight, whatever the action."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +62,33 @@ def temporary_reply(reply: SmtpReply) -> SmtpReply:
     return SmtpReply(450 if reply.code == 550 else 451, enhanced, reply.text)
 
 
+def permanent_reply(reply: SmtpReply) -> SmtpReply:
+    """The 5xx form of a reply the catalogue words as temporary (FCrDNS's `450 4.7.25`, the
+    usual strict-mode answer): an admin who chose `reject` means a permanent refusal."""
+    if not reply.is_temporary:
+        return reply
+    enhanced = "5" + reply.enhanced[1:] if reply.enhanced.startswith("4") else reply.enhanced
+    return SmtpReply(550 if reply.code == 450 else 554, enhanced, reply.text)
+
+
 def apply(policy: StepPolicy, failure: Failure | None) -> Verdict | None:
     """The verdict a failure gets under the admin's policy; None when there is nothing to do."""
     if failure is None or policy.action is FailAction.IGNORE:
         return None
+    if failure.mild:
+        score = 0.0 if failure.temporary else policy.score / 2
+        return Verdict(Action.ACCEPT, failure.reason, failure.reply, failure.detail, score)
     action = {
         FailAction.REJECT: Action.TEMPFAIL if failure.temporary else Action.REJECT,
         FailAction.TEMPFAIL: Action.TEMPFAIL,
         FailAction.JUNK: Action.JUNK,
         FailAction.SCORE: Action.ACCEPT,
     }[policy.action]
-    reply = temporary_reply(failure.reply) if action is Action.TEMPFAIL else failure.reply
+    reply = failure.reply
+    if action is Action.TEMPFAIL:
+        reply = temporary_reply(reply)
+    elif action is Action.REJECT:
+        reply = permanent_reply(reply)
     score = 0.0 if failure.temporary else policy.score
     return Verdict(action, failure.reason, reply, failure.detail, score)
 
@@ -84,7 +104,17 @@ class Client:
     verified_host: str = ""
     """The client's name when forward-confirmed reverse DNS holds, else empty."""
     notes: dict[str, str] = field(default_factory=dict)
-    """Results for the Authentication-Results header (`iprev`, `spf`, …)."""
+    """Results for the Authentication-Results header (`iprev`, …)."""
+    spf: SpfOutcome | None = None
+    """SPF's result, evaluated at MAIL FROM (so that `reject` can refuse at RCPT) and read
+    again at the end of DATA for DMARC and the Authentication-Results header."""
+    spf_for: tuple[str, str] = ("", "")
+    """The (sender, HELO) `spf` was evaluated for: a later transaction on the same
+    connection has another sender, and must not reuse it."""
+
+    def spf_result(self) -> SpfOutcome | None:
+        """`spf` when it belongs to the current sender and HELO, else None."""
+        return self.spf if self.spf_for == (self.sender, self.helo) else None
 
 
 class Step(Protocol):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -204,6 +206,16 @@ class SmtpListener:
         server = await loop.create_server(self._protocol, host, port, ssl=context)
         self._servers.append(server)
         return server
+
+    async def serve_sockets(self, sockets: Sequence[socket.socket]) -> list[asyncio.Server]:
+        """Accept on sockets opened elsewhere (shared with the MX worker processes)."""
+        loop = asyncio.get_running_loop()
+        context = self._ssl_context if self._implicit_tls else None
+        servers = [
+            await loop.create_server(self._protocol, sock=sock, ssl=context) for sock in sockets
+        ]
+        self._servers.extend(servers)
+        return servers
 
     @property
     def live_sessions(self) -> int:

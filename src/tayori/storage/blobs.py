@@ -10,6 +10,7 @@ import io
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -36,11 +37,23 @@ def _new_ref() -> str:
     return uuid.uuid4().hex
 
 
+def _new_file_ref() -> str:
+    """A random ref whose first four hex digits (its directories, `ab/cd`) change every 64
+    seconds: consecutive messages share a directory, so creating directories (two extra
+    fsyncs each) happens once a minute instead of for almost every message of a new store.
+    A leaf directory holds about a minute of mail; after 48 days the names come round again
+    and the existing directories are reused."""
+    slot = (int(time.time()) >> 6) & 0xFFFF
+    return f"{slot:04x}{uuid.uuid4().hex[4:]}"
+
+
 class FileBlobStore:
     """One file per blob under `root/ab/cd/<ref>`; the two levels keep directories small."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
+        self._made: set[Path] = set()
+        """Directories known to exist (and be durable): no stat per message."""
 
     def _path(self, ref: str) -> Path | None:
         # Refs are ours (hex); anything else must not become a path outside the root.
@@ -49,12 +62,11 @@ class FileBlobStore:
         return self._root / ref[:2] / ref[2:4] / ref
 
     def put(self, chunks: Iterable[bytes]) -> str:
-        ref = _new_ref()
+        ref = _new_file_ref()
         path = self._path(ref)
         assert path is not None
         with _io_errors(path.parent):
-            _make_dirs(path.parent)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+            fd, temp = self._temp_file(path.parent)
         try:
             with os.fdopen(fd, "wb") as file:
                 for chunk in chunks:
@@ -72,6 +84,18 @@ class FileBlobStore:
                 Path(temp).unlink()
             raise
         return ref
+
+    def _temp_file(self, directory: Path) -> tuple[int, str]:
+        if directory not in self._made:
+            _make_dirs(directory)
+            self._made.add(directory)
+        try:
+            return tempfile.mkstemp(dir=directory, prefix=_TEMP_PREFIX)
+        except FileNotFoundError:  # removed behind our back (an admin's cleanup): remake it
+            self._made.discard(directory)
+            _make_dirs(directory)
+            self._made.add(directory)
+            return tempfile.mkstemp(dir=directory, prefix=_TEMP_PREFIX)
 
     def open(self, ref: str) -> BinaryIO:
         path = self._path(ref)

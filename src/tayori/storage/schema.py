@@ -683,3 +683,14 @@ web_sessions = Table(
     Column("ip", String(WEB_IP_LEN), nullable=False),
 )
 # --- end of webmail sessions --------------------------------------------------------------------
+
+# --- change counters (migration 0009) ---------------------------------------------------------
+# Raised in the same transaction as every change of a kind of data ("filters": reject lists,
+# safe senders, spam and forwarding settings), so that a process caches that data and
+# revalidates it with one read of this row instead of reading it all again.
+change_counters = Table(
+    "change_counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("counter", BigInteger, nullable=False),
+)

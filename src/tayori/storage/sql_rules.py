@@ -14,8 +14,8 @@ one definition of a rule and one pattern syntax.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text, update
@@ -44,6 +44,7 @@ from tayori.storage.engine import read_connection, write_transaction
 from tayori.storage.schema import (
     FILTER_PATTERN_LEN,
     accounts,
+    change_counters,
     domains,
     filter_rules,
     filter_settings,
@@ -123,6 +124,17 @@ class RulesStore(Protocol):
         ...
 
 
+FILTERS_CACHED = 100_000
+"""Accounts whose filters one process keeps; beyond it the cache starts again (never wrong)."""
+
+_FILTERS_COUNTER = select(change_counters.c.counter).where(change_counters.c.name == "filters")
+_RAISE_FILTERS_COUNTER = (
+    update(change_counters)
+    .where(change_counters.c.name == "filters")
+    .values(counter=change_counters.c.counter + 1)
+)
+
+
 class SqlRulesStore:
     """`RulesStore` on the metadata store's engine (same database, same transactions)."""
 
@@ -132,9 +144,17 @@ class SqlRulesStore:
         self._engine = engine
         self._clock = clock
         self.limits = limits or RuleLimits()
+        self._filters: dict[int, tuple[int, AccountFilters]] = {}
+        """account id -> (change counter when read, filters). Entries carry their counter, so
+        a worker thread storing a result read just before a change never serves it after."""
 
-    def _write(self) -> AbstractContextManager[Connection]:
-        return write_transaction(self._engine)
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """Every write raises the "filters" change counter in its own transaction, so that
+        `filters_for` caches stay exact in every process sharing the database."""
+        with write_transaction(self._engine) as conn:
+            yield conn
+            conn.execute(_RAISE_FILTERS_COUNTER)
 
     def _read(self) -> AbstractContextManager[Connection]:
         return read_connection(self._engine)
@@ -212,18 +232,30 @@ class SqlRulesStore:
         return _rule(row)
 
     def filters_for(self, account_id: int) -> AccountFilters:
+        """Cached per account while the "filters" change counter stays the same: one small
+        read instead of four for every recipient of every message."""
         with self._read() as conn:
-            domain_id = conn.execute(
-                select(accounts.c.domain_id).where(accounts.c.id == account_id)
-            ).scalar_one_or_none()
-            owners = [RuleOwner.account(account_id).key, RuleOwner.everyone().key]
-            if domain_id is not None:
-                owners.append(RuleOwner.domain(domain_id).key)
-            rows = conn.execute(
-                select(filter_rules).where(_f.owner.in_(owners)).order_by(_f.id)
-            ).all()
-            settings = _settings_row(conn, account_id)
-            targets = _targets(conn, account_id)
+            counter = conn.scalar(_FILTERS_COUNTER)
+            cached = self._filters.get(account_id)
+            if counter is not None and cached is not None and cached[0] == counter:
+                return cached[1]
+            found = self._read_filters(conn, account_id)
+        if counter is not None:
+            if len(self._filters) >= FILTERS_CACHED:
+                self._filters.clear()
+            self._filters[account_id] = (counter, found)
+        return found
+
+    def _read_filters(self, conn: Connection, account_id: int) -> AccountFilters:
+        domain_id = conn.execute(
+            select(accounts.c.domain_id).where(accounts.c.id == account_id)
+        ).scalar_one_or_none()
+        owners = [RuleOwner.account(account_id).key, RuleOwner.everyone().key]
+        if domain_id is not None:
+            owners.append(RuleOwner.domain(domain_id).key)
+        rows = conn.execute(select(filter_rules).where(_f.owner.in_(owners)).order_by(_f.id)).all()
+        settings = _settings_row(conn, account_id)
+        targets = _targets(conn, account_id)
         return AccountFilters(
             rules=tuple(_rule(row) for row in rows),
             spam=_spam(settings),

@@ -22,7 +22,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
-    and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -678,22 +678,31 @@ def append_in(conn: Connection, items: Sequence[NewMessage]) -> list[AppendResul
         results.append(AppendResult(appended=True, mailbox_id=box.id, uid=uid))
     if message_rows:
         _insert_messages(conn, message_rows)
-    for box in boxes.values():
-        if box.changed:
-            conn.execute(
-                update(mailboxes)
-                .where(mailboxes.c.id == box.id)
-                .values(uidnext=box.uidnext, highestmodseq=box.highestmodseq)
-            )
-    for account_id, size in grown.items():
-        if size:
-            conn.execute(
-                update(accounts)
-                .where(accounts.c.id == account_id)
-                .values(used_bytes=accounts.c.used_bytes + size)
-            )
+    # One executemany each: a batch of the group commit touches many members' mailboxes.
+    changed = [
+        {"box_id": box.id, "new_uidnext": box.uidnext, "new_modseq": box.highestmodseq}
+        for box in boxes.values()
+        if box.changed
+    ]
+    if changed:
+        conn.execute(_ADVANCE_MAILBOX, changed)
+    growth = [{"account": account_id, "grown": size} for account_id, size in grown.items() if size]
+    if growth:
+        conn.execute(_GROW_USAGE, growth)
     conn.execute(insert(outcome_table), outcome_rows)
     return results
+
+
+_ADVANCE_MAILBOX = (
+    update(mailboxes)
+    .where(mailboxes.c.id == bindparam("box_id"))
+    .values(uidnext=bindparam("new_uidnext"), highestmodseq=bindparam("new_modseq"))
+)
+_GROW_USAGE = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account"))
+    .values(used_bytes=accounts.c.used_bytes + bindparam("grown"))
+)
 
 
 def insert_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> None:
@@ -736,27 +745,26 @@ def _lock_accounts(conn: Connection, account_ids: set[int]) -> dict[int, tuple[i
 def _lock_mailboxes(
     conn: Connection, wanted: set[tuple[int, SpecialUse]]
 ) -> dict[tuple[int, SpecialUse], _LockedBox]:
+    # Two IN lists (one statement shape for any batch, compiled once) may also lock a
+    # wanted account's other wanted-kind box: harmless, its account is locked already.
     rows = conn.execute(
         select(mailboxes)
         .where(
-            or_(
-                *(
-                    and_(mailboxes.c.account_id == account_id, mailboxes.c.special_use == use.value)
-                    for account_id, use in wanted
-                )
-            )
+            mailboxes.c.account_id.in_(sorted({account_id for account_id, _ in wanted})),
+            mailboxes.c.special_use.in_(sorted({use.value for _, use in wanted})),
         )
         .order_by(mailboxes.c.id)
         .with_for_update()
     )
     boxes = {
-        (row.account_id, SpecialUse(row.special_use)): _LockedBox(
+        key: _LockedBox(
             id=row.id,
             name=row.name,
             uidnext=int(row.uidnext),
             highestmodseq=int(row.highestmodseq),
         )
         for row in rows
+        if (key := (row.account_id, SpecialUse(row.special_use))) in wanted
     }
     missing = wanted - boxes.keys()
     if missing:
