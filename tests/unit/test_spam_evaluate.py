@@ -8,6 +8,7 @@ import pytest
 
 from tayori.spam.evaluate import (
     LabelledMessage,
+    cross_validation_folds,
     fixed_split,
     load_corpus,
     load_messages,
@@ -35,6 +36,17 @@ def test_fixed_split_is_deterministic_and_about_half() -> None:
     assert fixed_split(messages) == (train, test)
     assert 400 < len(train) < 600
     assert {m.name for m in train}.isdisjoint({m.name for m in test})
+
+
+def test_cross_validation_folds_cover_the_training_half_only_once() -> None:
+    messages = [LabelledMessage(f"dir/{i}", b"", i % 3 == 0) for i in range(1000)]
+    train, test = fixed_split(messages)
+    (learn_a, score_a), (learn_b, score_b) = cross_validation_folds(train)
+    assert learn_a == score_b and learn_b == score_a
+    assert sorted(m.name for m in learn_a + learn_b) == sorted(m.name for m in train)
+    assert {m.name for m in learn_a}.isdisjoint({m.name for m in learn_b})
+    assert 150 < len(learn_a) < 350
+    assert {m.name for m in learn_a + learn_b}.isdisjoint({m.name for m in test})
 
 
 def test_load_corpus_with_and_without_manifest(tmp_path: Path) -> None:
