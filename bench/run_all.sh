@@ -20,7 +20,8 @@
 #   --checks-concurrency LIST (10,50; "" to skip): extra SMTP runs with Tayori's inbound
 #   checks on (FCrDNS, HELO, sender domain, SPF, DKIM, DMARC) against a loopback DNS server;
 #   the main SMTP runs have them off, as the peers do no DNS checks either,
-#   --quiet-wait S (20), --skip-peers, --quick, --keep (keep the scratch dir).
+#   --quiet-wait S (20), --skip-peers, --quick, --keep (keep the scratch dir),
+#   --smtp-processes N (Tayori's `[server] smtp_processes`, default 1: MX in N processes).
 # Env: SMTP_PORT (21025), POP3_PORT (21110), BENCH_MAX_SECONDS (overall bound, 7200),
 #   BENCH_RUN_ROOT (peers' scratch, default /var/tmp/tayori-bench-run).
 set -euo pipefail
@@ -40,6 +41,7 @@ IDLE_CONNS=500
 CONCURRENCY=1,10,50
 CHECKS_CONCURRENCY=10,50
 MEM_REPS=1
+SMTP_PROCESSES=1
 QUIET_WAIT=20
 SKIP_PEERS=0
 KEEP=0
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
     --checks-concurrency) CHECKS_CONCURRENCY=$2; shift 2 ;;
     --mem-reps) MEM_REPS=$2; shift 2 ;;
     --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
+    --smtp-processes) SMTP_PROCESSES=$2; shift 2 ;;
     --skip-peers) SKIP_PEERS=1; shift ;;
     --keep) KEEP=1; shift ;;
     --quick) REPS=1; PEER_REPS=1; MESSAGES=500; POP3_MESSAGES=500; IDLE_CONNS=100
@@ -183,6 +186,11 @@ start_tayori() {
     "$D/tayori.toml"
   grep -q "^max_connections_per_ip = 2000" "$D/tayori.toml" \
     || { log "could not set limits in $D/tayori.toml"; exit 1; }
+  if [ "$SMTP_PROCESSES" != 1 ]; then
+    sed -i "s/^\[server\]\$/[server]\nsmtp_processes = $SMTP_PROCESSES/" "$D/tayori.toml"
+    grep -q "^smtp_processes = $SMTP_PROCESSES" "$D/tayori.toml" \
+      || { log "could not set smtp_processes in $D/tayori.toml"; exit 1; }
+  fi
   if [ "$checks" = checks ]; then
     sed -i "s/^# *nameservers = .*/nameservers = [\"127.0.0.1:$DNS_PORT\"]/" "$D/tayori.toml"
     grep -q "^nameservers = " "$D/tayori.toml" || { log "could not set [dns] nameservers"; exit 1; }
@@ -289,7 +297,7 @@ tayori_rep() {
   echo "tayori: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null) (+ uncommitted work in progress)"
   echo "python: $("$PY" -c 'import sys, uvloop, aiosmtpd, sqlalchemy; print(sys.version.split()[0], "uvloop", uvloop.__version__, "aiosmtpd", aiosmtpd.__version__, "sqlalchemy", sqlalchemy.__version__)')"
   echo "command: bash bench/run_all.sh $ARGS"
-  echo "options: reps=$REPS peer_reps=$PEER_REPS messages=$MESSAGES size=$SIZE concurrency=$CONCURRENCY checks_concurrency=$CHECKS_CONCURRENCY pop3_messages=$POP3_MESSAGES idle_conns=$IDLE_CONNS quiet_wait=$QUIET_WAIT"
+  echo "options: reps=$REPS peer_reps=$PEER_REPS messages=$MESSAGES size=$SIZE concurrency=$CONCURRENCY checks_concurrency=$CHECKS_CONCURRENCY smtp_processes=$SMTP_PROCESSES pop3_messages=$POP3_MESSAGES idle_conns=$IDLE_CONNS quiet_wait=$QUIET_WAIT"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$OUT/meta.txt"
 cat "$OUT/meta.txt" >&2

@@ -80,10 +80,11 @@ def spam_engine(settings: Settings, stores: Stores) -> SpamEngine:
 
 
 def inbound_pipeline(
-    settings: Settings, stores: Stores, resolver: Resolver
+    settings: Settings, stores: Stores, resolver: Resolver, engine: SpamEngine | None = None
 ) -> tuple[InboundPipeline, MemberRules]:
     """The MX pipeline as `serve` runs it; `tayori trace --from/--to` runs the same one
-    without delivering, so what it reports is what would happen."""
+    without delivering, so what it reports is what would happen. `engine`: the process's
+    spam engine, shared with the webmail's "this is spam" (one model cache per process)."""
     listen = settings.listen
     hostname = settings.server.hostname
     own_names = frozenset({hostname.lower(), *([listen.smtp.host] if listen.smtp else [])})
@@ -96,7 +97,7 @@ def inbound_pipeline(
         # Reject rules first: a refused or Junk-ruled sender is not scored.
         recipient_steps=[
             member_rules,
-            SpamBlock(spam_engine(settings, stores), stores.rules, member_rules),
+            SpamBlock(engine or spam_engine(settings, stores), stores.rules, member_rules),
         ],
     )
     return pipeline, member_rules
@@ -127,9 +128,10 @@ def mx_listener(
     forwarder: Forwarder,
     limiter: ConnectionLimiter,
     context: ssl.SSLContext | None,
+    engine: SpamEngine | None = None,
 ) -> SmtpListener:
     """The inbound SMTP (MX) role, the same in the main process and in MX workers."""
-    pipeline, member_rules = inbound_pipeline(settings, stores, resolver)
+    pipeline, member_rules = inbound_pipeline(settings, stores, resolver, engine)
     handler = InboundHandler(
         stores.metadata,
         local,
@@ -191,8 +193,11 @@ class Service:
         local = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
         resolver = DnsPythonResolver(settings.dns)
         forwarder = forwarder_for(settings, stores, local, self._wake)
+        engine = spam_engine(settings, stores)
         if listen.smtp is not None:
-            smtp = mx_listener(settings, stores, local, resolver, forwarder, limiter(), context)
+            smtp = mx_listener(
+                settings, stores, local, resolver, forwarder, limiter(), context, engine
+            )
             self.smtp.append(smtp)
             processes = settings.server.smtp_processes
             if processes > 1 and settings.source is None:
@@ -316,7 +321,7 @@ class Service:
                     stores=stores,
                     authenticator=authenticator,
                     submission=submission,
-                    spam_engine=spam_engine(settings, stores),
+                    spam_engine=engine,
                     # Language, time zone and display name from the member's settings.
                     preferences=stores.member.get_preferences,
                 )

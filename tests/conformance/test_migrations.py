@@ -99,7 +99,7 @@ def test_open_refuses_an_unmigrated_database(empty_url: str, tmp_path: Path) -> 
         assert not Path(database).exists(), "opening must not create the database"
         Path(database).parent.mkdir(parents=True)
         sqlite3.connect(database).close()
-    with pytest.raises(SchemaNotReadyError, match=r"empty .*revision 0009; run `tayori migrate`"):
+    with pytest.raises(SchemaNotReadyError, match=r"empty .*revision 0008; run `tayori migrate`"):
         open_stores(empty_url, tmp_path)
 
 
@@ -127,7 +127,7 @@ def test_default_sqlite_location_is_created_by_migrate(tmp_path: Path) -> None:
 
 
 def test_head_revision() -> None:
-    assert head_revision() == "0009"
+    assert head_revision() == "0008"
 
 
 # --- storage_url ------------------------------------------------------------------------

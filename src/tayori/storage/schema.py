@@ -684,7 +684,7 @@ web_sessions = Table(
 )
 # --- end of webmail sessions --------------------------------------------------------------------
 
-# --- change counters (migration 0009) ---------------------------------------------------------
+# --- change counters (migration 0008) ---------------------------------------------------------
 # Raised in the same transaction as every change of a kind of data ("filters": reject lists,
 # safe senders, spam and forwarding settings), so that a process caches that data and
 # revalidates it with one read of this row instead of reading it all again.
