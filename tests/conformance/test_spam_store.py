@@ -103,3 +103,33 @@ def test_long_and_unicode_tokens_round_trip(token_store: tuple[TokenStore, int])
     tokens = ("無料", "subject:今す", "x" * 60, "quote'\"\\")
     store.learn([item("1", True, *tokens)], None)
     assert set(store.lookup(set(tokens), None)[1]) == set(tokens)
+
+
+def test_cached_counts_follow_learning_by_another_process(stores: Stores, backend_url: str) -> None:
+    """The SQL store caches global counts per process: learning through another store object
+    on the same database (another node, the webmail, `tayori spam train`) is seen by the
+    next look-up, globally and for an account's own counts."""
+    stores.metadata.add_domain("example.test")
+    account = stores.metadata.add_account("member@example.test", "x", 0).id
+    engine = create_store_engine(backend_url)
+    try:
+        reader, writer = SqlTokenStore(engine), SqlTokenStore(engine)
+        writer.learn([item("m1", True, "cheap", "pills")], None)
+        assert reader.lookup(["cheap", "meeting"], None) == (
+            TokenCounts(1, 0),
+            {"cheap": TokenCounts(1, 0)},
+        )
+        assert reader.lookup(["cheap", "meeting"], account)[1] == {"cheap": TokenCounts(1, 0)}
+        writer.learn([item("h1", False, "meeting", "cheap")], None)  # a token once absent
+        assert reader.lookup(["cheap", "meeting"], None) == (
+            TokenCounts(1, 1),
+            {"cheap": TokenCounts(1, 1), "meeting": TokenCounts(0, 1)},
+        )
+        writer.learn([item("m2", True, "meeting")], account)  # the member's own "spam"
+        totals, found = reader.lookup(["meeting"], account)
+        assert totals == TokenCounts(2, 1)
+        assert found == {"meeting": TokenCounts(1, 1)}
+        writer.learn([item("m1", False, "cheap", "pills")], None)  # relearnt as ham
+        assert reader.lookup(["pills"], None) == (TokenCounts(0, 2), {"pills": TokenCounts(0, 1)})
+    finally:
+        engine.dispose()

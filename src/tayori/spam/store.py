@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tayori.core.outcome import utcnow
 from tayori.spam.classifier import TokenCounts
+from tayori.storage.counters import SPAM, counter_value, raise_counter
 from tayori.storage.engine import read_connection, write_transaction
 from tayori.storage.schema import (
     spam_account_tokens,
@@ -149,12 +150,30 @@ def _insert(conn: Connection, table: Table) -> Any:
     return sqlite.insert(table)
 
 
+GLOBAL_TOKENS_CACHED = 500_000
+"""Global token counts one process keeps (known and known-absent tokens); beyond it the cache
+starts again."""
+ACCOUNTS_CACHED = 100_000
+"""Accounts whose learnt-message totals one process keeps."""
+
+_ABSENT = TokenCounts()
+"""Cached answer for a token the store does not have (compared by identity)."""
+
+
+@dataclass(slots=True)
+class _GlobalCounts:
+    counter: int | None
+    counts: dict[str, TokenCounts]
+
+
 class SqlTokenStore:
     """A TokenStore in the SQL database (SQLite or PostgreSQL), shared by every node."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._engine = engine
         self._clock = clock
+        self._global = _GlobalCounts(None, {})
+        self._account_totals: dict[int, tuple[int, TokenCounts]] = {}
 
     @staticmethod
     def _tables(account_id: int | None) -> tuple[Table, Table, dict[str, int]]:
@@ -165,21 +184,70 @@ class SqlTokenStore:
     def lookup(
         self, tokens: Collection[str], account_id: int | None
     ) -> tuple[TokenCounts, dict[str, TokenCounts]]:
-        wanted = sorted({*tokens, TOTALS_TOKEN})
-        scopes = [None] if account_id is None else [None, account_id]
-        found: dict[str, TokenCounts] = {}
+        """Global counts come from a per-process cache while the "spam" change counter stays
+        the same (every `learn`, on any node, raises it): after warming up, a message costs
+        one small read plus the look-up of the tokens never seen before. An account's own
+        counts are read each time, and skipped for the many accounts that never learnt."""
         with read_connection(self._engine) as conn:
-            for scope in scopes:
-                table, _, key = self._tables(scope)
-                query = select(table.c.token, table.c.spam, table.c.ham).where(
-                    table.c.token.in_(bindparam("tokens", expanding=True)),
-                    *(table.c[name] == value for name, value in key.items()),
-                )
-                for chunk in _chunks(wanted):
-                    for token, spam, ham in conn.execute(query, {"tokens": list(chunk)}):
-                        found[token] = found.get(token, TokenCounts()) + TokenCounts(spam, ham)
-        totals = found.pop(TOTALS_TOKEN, TokenCounts())
+            counter = counter_value(conn, SPAM)
+            found, totals = self._global_counts(conn, counter, tokens)
+            if account_id is not None:
+                own_totals = self._own_totals(conn, counter, account_id)
+                if own_totals.spam or own_totals.ham or counter is None:
+                    own = self._read(conn, account_id, sorted({*tokens, TOTALS_TOKEN}))
+                    totals += own.pop(TOTALS_TOKEN, TokenCounts())
+                    for token, counts in own.items():
+                        found[token] = found.get(token, TokenCounts()) + counts
         return totals, found
+
+    def _global_counts(
+        self, conn: Connection, counter: int | None, tokens: Collection[str]
+    ) -> tuple[dict[str, TokenCounts], TokenCounts]:
+        cache = self._global
+        if counter is None or cache.counter != counter:
+            # A new dict, not a cleared one: a thread still filling the old one (read before
+            # the change) cannot put stale counts into this one.
+            cache = _GlobalCounts(counter, {})
+            if counter is not None:
+                self._global = cache
+        counts = cache.counts
+        missing = [t for t in {*tokens, TOTALS_TOKEN} if t not in counts]
+        if missing:
+            read = self._read(conn, None, sorted(missing))
+            if len(counts) + len(missing) > GLOBAL_TOKENS_CACHED:
+                counts.clear()  # bounded: spam brings endless one-off tokens
+            for token in missing:
+                counts[token] = read.get(token, _ABSENT)
+        found = {t: c for t in tokens if (c := counts.get(t, _ABSENT)) is not _ABSENT}
+        found.pop(TOTALS_TOKEN, None)
+        totals = counts.get(TOTALS_TOKEN, _ABSENT)
+        return found, TokenCounts() if totals is _ABSENT else totals
+
+    def _own_totals(self, conn: Connection, counter: int | None, account_id: int) -> TokenCounts:
+        """How many messages the account itself learnt (cached like the global counts)."""
+        cached = self._account_totals.get(account_id)
+        if counter is not None and cached is not None and cached[0] == counter:
+            return cached[1]
+        totals = self._read(conn, account_id, [TOTALS_TOKEN]).get(TOTALS_TOKEN, TokenCounts())
+        if counter is not None:
+            if len(self._account_totals) >= ACCOUNTS_CACHED:
+                self._account_totals.clear()
+            self._account_totals[account_id] = (counter, totals)
+        return totals
+
+    def _read(
+        self, conn: Connection, scope: int | None, wanted: Sequence[str]
+    ) -> dict[str, TokenCounts]:
+        table, _, key = self._tables(scope)
+        query = select(table.c.token, table.c.spam, table.c.ham).where(
+            table.c.token.in_(bindparam("tokens", expanding=True)),
+            *(table.c[name] == value for name, value in key.items()),
+        )
+        found: dict[str, TokenCounts] = {}
+        for chunk in _chunks(wanted):
+            for token, spam, ham in conn.execute(query, {"tokens": list(chunk)}):
+                found[token] = TokenCounts(spam, ham)
+        return found
 
     def learn(self, items: Sequence[Training], account_id: int | None) -> int:
         if not items:
@@ -216,6 +284,8 @@ class SqlTokenStore:
                         },
                     )
                 )
+            if changed:
+                raise_counter(conn, SPAM)  # every process's cached counts are now stale
         return changed
 
     @staticmethod

@@ -40,11 +40,11 @@ from tayori.rules.model import (
     SpamSettings,
 )
 from tayori.rules.patterns import PatternError, parse_pattern
+from tayori.storage.counters import FILTERS, counter_value, raise_counter
 from tayori.storage.engine import read_connection, write_transaction
 from tayori.storage.schema import (
     FILTER_PATTERN_LEN,
     accounts,
-    change_counters,
     domains,
     filter_rules,
     filter_settings,
@@ -127,13 +127,6 @@ class RulesStore(Protocol):
 FILTERS_CACHED = 100_000
 """Accounts whose filters one process keeps; beyond it the cache starts again (never wrong)."""
 
-_FILTERS_COUNTER = select(change_counters.c.counter).where(change_counters.c.name == "filters")
-_RAISE_FILTERS_COUNTER = (
-    update(change_counters)
-    .where(change_counters.c.name == "filters")
-    .values(counter=change_counters.c.counter + 1)
-)
-
 
 class SqlRulesStore:
     """`RulesStore` on the metadata store's engine (same database, same transactions)."""
@@ -154,7 +147,7 @@ class SqlRulesStore:
         `filters_for` caches stay exact in every process sharing the database."""
         with write_transaction(self._engine) as conn:
             yield conn
-            conn.execute(_RAISE_FILTERS_COUNTER)
+            raise_counter(conn, FILTERS)
 
     def _read(self) -> AbstractContextManager[Connection]:
         return read_connection(self._engine)
@@ -235,7 +228,7 @@ class SqlRulesStore:
         """Cached per account while the "filters" change counter stays the same: one small
         read instead of four for every recipient of every message."""
         with self._read() as conn:
-            counter = conn.scalar(_FILTERS_COUNTER)
+            counter = counter_value(conn, FILTERS)
             cached = self._filters.get(account_id)
             if counter is not None and cached is not None and cached[0] == counter:
                 return cached[1]

@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("counter", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_change_counters"),
     )
-    op.bulk_insert(counters, [{"name": "filters", "counter": 0}])
+    op.bulk_insert(counters, [{"name": "filters", "counter": 0}, {"name": "spam", "counter": 0}])
 
 
 def downgrade() -> None:

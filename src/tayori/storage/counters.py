@@ -1,0 +1,34 @@
+"""Change counters (migration 0008): a number raised in the same transaction as every change
+of one kind of data, so that a process may cache that data and revalidate it with one small
+read. Several `tayori serve` processes and nodes share a database, so an in-process "I
+changed it" signal would not do: the counter is in the database every process reads.
+
+A missing row (a database migrated before the row was added) reads as None, which callers
+take as "do not cache": slower, never wrong.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select, update
+
+from tayori.storage.schema import change_counters
+
+__all__ = ["FILTERS", "SPAM", "counter_value", "raise_counter"]
+
+FILTERS = "filters"
+"""Reject lists, safe senders, spam and forwarding settings (the rules store)."""
+SPAM = "spam"
+"""The spam classifier's learnt counts, global and per account (the token store)."""
+
+
+def counter_value(conn: Connection, name: str) -> int | None:
+    value = conn.scalar(select(change_counters.c.counter).where(change_counters.c.name == name))
+    return None if value is None else int(value)
+
+
+def raise_counter(conn: Connection, name: str) -> None:
+    conn.execute(
+        update(change_counters)
+        .where(change_counters.c.name == name)
+        .values(counter=change_counters.c.counter + 1)
+    )
