@@ -273,7 +273,18 @@ def _print_init_report(
         f"  {command} user add NAME@{domain or 'YOUR.DOMAIN'}",
         f"  {command} config check",
         f"  tayori serve --config {config}",
+        *_webmail_hint(),
     )
+
+
+def _webmail_hint() -> list[str]:
+    """Where members read mail once `serve` runs: the `[listen] http` address init wrote."""
+    from tayori.config.settings import ListenSettings
+
+    http = ListenSettings().http
+    if http is None:
+        return []
+    return [f"  then open http://{http}/ in a browser: the webmail (members sign in there)"]
 
 
 # --- serve, migrate, config, docs -------------------------------------------------------------

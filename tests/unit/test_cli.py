@@ -141,6 +141,8 @@ def test_init_lays_out_the_data_dir(run: Tayori, tmp_path: Path) -> None:
     settings = load_settings(config)
     assert settings.server.data_dir == data
     assert settings.tls.cert == data / "tls" / "cert.pem"
+    # Where the webmail will be is said next to how to start the server.
+    assert f"open http://{settings.listen.http}/ in a browser" in result.out
     # The demo passwords are printed once and work.
     passwords = {}
     for line in result.out.splitlines():
