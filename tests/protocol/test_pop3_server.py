@@ -12,6 +12,7 @@ import io
 import poplib
 import socket
 import ssl
+import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,14 +21,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+import uvloop
 from argon2 import PasswordHasher
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tayori.auth.authenticator import Authenticator
 from tayori.auth.throttle import LoginThrottle
 from tayori.config.settings import AuthSettings, LimitsSettings
+from tayori.protocols.dotstuff import DotStuffer
 from tayori.protocols.sasl import encode_plain
 from tayori.servers.limits import ConnectionLimiter
-from tayori.servers.pop3 import Pop3Server
+from tayori.servers.pop3 import _READAHEAD_BYTES, Pop3Server, _retr_response, _Session
 from tayori.servers.tls import server_context, write_self_signed
 from tayori.storage.records import SpecialUse
 from tests.fakes import FIXED_TIME, FakeBlobStore, FakeMetadataStore
@@ -63,6 +68,8 @@ class Env:
     remote_ip: str | None = None
     """Play a client at this address (the connection still comes from loopback)."""
     shutdown_grace: float = 10.0
+    loop: str = "asyncio"
+    """The event loop: "asyncio", or "uvloop" as `tayori serve` runs (its transports differ)."""
 
     def __post_init__(self) -> None:
         self.clock = Clock()
@@ -127,7 +134,11 @@ class Env:
             finally:
                 await server.close()
 
-        asyncio.run(main())
+        if self.loop == "uvloop":
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(main())
+        else:
+            asyncio.run(main())
 
     def inbox_ids(self) -> list[int]:
         inbox = self.metadata.get_mailbox(self.account.id, SpecialUse.INBOX)
@@ -137,13 +148,13 @@ class Env:
 class _RemoteClientServer(Pop3Server):
     remote_ip = ""
 
-    def client_ip(self, writer: asyncio.StreamWriter) -> str:
+    def client_ip(self, transport: asyncio.BaseTransport) -> str:
         return self.remote_ip
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return Env(tmp_path)
+@pytest.fixture(params=["asyncio", "uvloop"])
+def env(tmp_path: Path, request: pytest.FixtureRequest) -> Env:
+    return Env(tmp_path, loop=request.param)
 
 
 _CLIENTS: list[poplib.POP3] = []
@@ -248,7 +259,7 @@ def _retr_raw(pop: poplib.POP3, number: int) -> bytes:
 
 
 def test_in_order_download_reads_ahead_in_batches(env: Env) -> None:
-    raws = _numbered_messages(env, 40)
+    raws = _numbered_messages(env, 80)
     opened = _count_opens(env)
     counts: list[int] = []
 
@@ -260,12 +271,48 @@ def test_in_order_download_reads_ahead_in_batches(env: Env) -> None:
         pop.quit()
 
     env.run(lambda server, port: in_thread(lambda: client(port)))
-    # RETR 1 reads 1 + 16 messages; RETR 2..17 come from memory; RETR 18 reads the next 17.
-    assert counts[0] == 17
-    assert counts[16] == 17
-    assert counts[17] == 34
-    assert counts[-1] == 40  # every message opened exactly once
-    assert sorted(opened) == sorted(set(opened))
+    # RETR 1 reads 1 + 32 messages in one hop; RETR 2..33 come from memory; RETR 34 reads
+    # the next 33, RETR 67 the last 14.
+    assert counts[0] == 33
+    assert counts[32] == 33
+    assert counts[33] == 66
+    assert counts[66] == 80
+    assert sorted(opened) == sorted(set(opened))  # every message opened exactly once
+
+
+def test_read_ahead_stops_at_its_byte_budget(env: Env) -> None:
+    """Read-ahead holds at most `_READAHEAD_BYTES` per session, however many messages fit."""
+    lines = 60_000 // 72  # under one 64 KiB chunk, so each one may be read ahead
+    raws = [b"Subject: %d\r\n\r\n" % n + (b"z" * 70 + b"\r\n") * lines for n in range(8)]
+    assert _READAHEAD_BYTES // len(raws[0]) == 4
+    for raw in raws:
+        env.deliver(env.other.id, raw)
+    opened = _count_opens(env)
+    counts: list[int] = []
+
+    def client(port: int) -> None:
+        pop = login(port, "bob@example.jp")
+        for number, raw in enumerate(raws, start=1):
+            assert _retr_raw(pop, number) == raw
+            counts.append(len(opened))
+        pop.quit()
+
+    env.run(lambda server, port: in_thread(lambda: client(port)))
+    # Four messages fit in the budget: each hop reads the asked one and four more.
+    assert counts == [5, 5, 5, 5, 5, 8, 8, 8]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message=st.lists(
+        st.sampled_from([b".", b"..", b"\r\n", b"\n", b"\r", b"a", b"\r\n.\r\n", b"\x00"]),
+        max_size=30,
+    ).map(b"".join)
+)
+def test_whole_retr_response_matches_the_streaming_stuffer(message: bytes) -> None:
+    stuffer = DotStuffer()
+    expected = b"+OK %d octets\r\n" % len(message) + stuffer.feed(message) + stuffer.finish()
+    assert _retr_response(len(message), message) == expected
 
 
 def test_picked_messages_and_top_get_no_read_ahead(env: Env) -> None:
@@ -607,6 +654,88 @@ def test_idle_timeout_ends_the_session_without_update(tmp_path: Path) -> None:
 
     env.run(scenario)
     assert env.inbox_ids() == before
+
+
+def test_commands_sent_before_eof_are_all_answered(env: Env) -> None:
+    """A script may send its commands and close its side at once; the answers still come,
+    including those that needed the store (login, RETR) and the UPDATE."""
+    before = env.inbox_ids()
+
+    def client(port: int) -> bytes:
+        with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"USER alice@example.jp\r\nPASS pw\r\nRETR 3\r\nDELE 1\r\nQUIT\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while data := sock.recv(65536):
+                received += data
+            return received
+
+    async def scenario(server: Pop3Server, port: int) -> None:
+        received = await asyncio.to_thread(client, port)
+        assert b"\r\n" + MESSAGES[2] + b"\r\n.\r\n+OK Message 1 deleted\r\n" in received
+        assert received.endswith(b"+OK mail.example.jp POP3 server signing off (1 deleted)\r\n")
+        await eventually(lambda: not env.metadata.locks)
+
+    env.run(scenario)
+    assert env.inbox_ids() == before[1:]
+
+
+def test_pipelined_download_with_a_slow_reader(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many RETRs in one go while the client does not read yet: the server stops at its
+    write buffer limit, stops reading commands, and goes on when the client reads."""
+    raws = [b"Subject: %d\r\n\r\n" % n + (b".x" * 35 + b"\r\n") * 800 for n in range(120)]
+    pauses: list[bool] = []
+    original = _Session.pause_writing
+
+    def pause_writing(session: _Session) -> None:
+        pauses.append(True)
+        original(session)
+
+    monkeypatch.setattr(_Session, "pause_writing", pause_writing)
+    for raw in raws:
+        env.deliver(env.other.id, raw)
+
+    def client(port: int) -> bytes:
+        with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
+            commands = b"".join(b"RETR %d\r\n" % n for n in range(1, len(raws) + 1))
+            sock.sendall(b"USER bob@example.jp\r\nPASS pw\r\n" + commands + b"QUIT\r\n")
+            time.sleep(0.3)  # let the server fill the socket buffers and pause
+            received = b""
+            while data := sock.recv(1 << 20):
+                received += data
+            return received
+
+    async def scenario(server: Pop3Server, port: int) -> None:
+        received = await asyncio.to_thread(client, port)
+        expected = b"".join(
+            b"+OK %d octets\r\n" % len(raw) + raw.replace(b"\n.", b"\n..") + b".\r\n"
+            for raw in raws
+        )
+        assert pauses  # the server did have to wait for the client
+        assert expected in received
+        assert received.endswith(b"signing off\r\n")
+
+    env.run(scenario)
+
+
+def test_a_client_that_stops_reading_a_message_is_cut_off(tmp_path: Path) -> None:
+    env = Env(tmp_path, limits=LimitsSettings(pop3_idle_timeout=0.2))
+    size = 400_000 * len(_GeneratedMessage.LINE)
+    env.blobs.streams["huge"] = lambda: io.BufferedReader(_GeneratedMessage(size))
+    env.metadata.deliver(env.other.id, "huge", size)
+
+    async def scenario(server: Pop3Server, port: int) -> None:
+        sock = await asyncio.to_thread(socket.create_connection, (HOST, port), TIMEOUT)
+        try:
+            sock.sendall(b"USER bob@example.jp\r\nPASS pw\r\nRETR 1\r\n")
+            await eventually(lambda: bool(env.metadata.locks))
+            # Never read: after the idle timeout the session is gone and the lock free.
+            await eventually(lambda: not env.metadata.locks)
+        finally:
+            sock.close()
+
+    env.run(scenario)
+    assert env.metadata.expunged == []
 
 
 def test_shutdown_tells_idle_sessions_and_deletes_nothing(env: Env) -> None:

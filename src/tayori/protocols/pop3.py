@@ -155,6 +155,13 @@ def multiline(first: str, lines: Iterable[str]) -> bytes:
     return f"+OK {first}\r\n{body}.\r\n".encode()
 
 
+def retr_header(size: int) -> bytes:
+    """The status line of a RETR response. The server builds whole responses of messages it
+    reads ahead in a worker thread, so they go out in one write with no copying on the
+    event loop; it uses this function too, so both always agree."""
+    return b"+OK %d octets\r\n" % size
+
+
 TOO_MANY_CONNECTIONS = err("Too many connections; try again later", "SYS/TEMP")
 IDLE_TIMEOUT = err("Idle timeout; closing the connection", "SYS/TEMP")
 SHUTTING_DOWN = err("Server shutting down; try again shortly", "SYS/TEMP")
@@ -527,7 +534,7 @@ class Pop3Machine:
         parts = self._arguments(argument, 1)
         index = self._index(parts[0] if parts else "")
         entry = self._entries[index]
-        return StreamMessage(index + 1, entry, None, ok(f"{entry.size} octets"), _UNREADABLE)
+        return StreamMessage(index + 1, entry, None, retr_header(entry.size), _UNREADABLE)
 
     def _top(self, argument: str) -> Action:
         parts = self._arguments(argument, 2)
