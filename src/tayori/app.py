@@ -52,6 +52,7 @@ from tayori.servers.tls import server_context
 from tayori.spam import SpamEngine
 from tayori.spam.rspamd import RspamdSpamEngine
 from tayori.storage.factory import Stores, open_stores
+from tayori.storage.sweep import run_periodically as sweep_orphans_periodically
 
 if TYPE_CHECKING:
     from tayori.web.server import WebServer
@@ -264,6 +265,13 @@ class Service:
                     stores.metadata, stores.blobs, settings.spam.junk_retention_days
                 ),
                 name="junk retention",
+            )
+        )
+        # Daily: bytes a crash left without a message (tayori.storage.sweep says why it is safe).
+        self.background.append(
+            asyncio.get_running_loop().create_task(
+                sweep_orphans_periodically(settings.storage.url, stores.blobs),
+                name="orphan sweep",
             )
         )
         self.janitor = HistoryJanitor(stores.metadata, settings.history.retention_days, utcnow)

@@ -800,6 +800,21 @@ def _cmd_queue_bounce(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the message store ------------------------------------------------------------------------
+
+
+def _cmd_store_sweep(args: argparse.Namespace) -> int:
+    from tayori.storage.sweep import sweep_store  # the database layer: only when used
+
+    settings = _settings(args)
+    with _open_stores(args) as stores:
+        report = sweep_store(
+            settings.storage.url, stores.blobs, datetime.now(UTC), dry_run=args.dry_run
+        )
+    _out(*report.lines())
+    return 0
+
+
 # --- DKIM keys --------------------------------------------------------------------------------
 
 DKIM_KEY_BITS = 2048
@@ -1025,6 +1040,15 @@ def _build_parser() -> argparse.ArgumentParser:
     command(
         queue, "bounce", _cmd_queue_bounce, "give up on a message: bounced at the next run"
     ).add_argument("queue_id", metavar="ID")
+
+    store = group("store", "the message store")
+    command(
+        store,
+        "sweep",
+        _cmd_store_sweep,
+        "delete message bytes nothing refers to any more (left by a crash), older than 1 day, "
+        "and temporary files older than 1 hour; safe while serving",
+    ).add_argument("--dry-run", action="store_true", help="count them, delete nothing")
 
     dkim = group("dkim", "DKIM signing keys of hosted domains")
     generate = command(

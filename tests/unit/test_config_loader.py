@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -477,3 +480,57 @@ def test_nested_table_problems_are_named_by_dotted_key(source: Path) -> None:
     assert problems_of({"submission": {"dnsbl": "zen"}}, source) == [
         'submission.dnsbl = "zen": must be a table: write [submission.dnsbl]'
     ]
+
+
+# --- address lists that serve parses at start-up --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [("inbound", "trusted_networks"), ("web", "trusted_proxies")]
+)
+def test_bad_network_entries_are_named_by_index(source: Path, section: str, key: str) -> None:
+    good = ["192.0.2.25", "192.0.2.0/24", "2001:db8::/32", "10.1.2.3/8"]
+    problems = problems_of({section: {key: [*good, "mx.example.jp", "192.0.2.0/33"]}}, source)
+    assert problems == [
+        f'{section}.{key}[4] = "mx.example.jp": not an address or network; write an address '
+        "or a network, e.g. 192.0.2.25, 192.0.2.0/24 or 2001:db8::/32",
+        f'{section}.{key}[5] = "192.0.2.0/33": not an address or network; write an address '
+        "or a network, e.g. 192.0.2.25, 192.0.2.0/24 or 2001:db8::/32",
+    ]
+    settings = settings_from_mapping({section: {key: good}}, source)
+    assert getattr(getattr(settings, section), key) == good
+
+
+def test_network_entries_are_read_as_serve_reads_them(source: Path) -> None:
+    """The inbound pipeline strips spaces around an entry, the web layer does not: the check
+    refuses exactly what `serve` would refuse."""
+    from tayori.pipeline.inbound import trusted_networks
+    from tayori.web.context import check_web_settings
+
+    spaced = [" 192.0.2.25 "]
+    settings = settings_from_mapping({"inbound": {"trusted_networks": spaced}}, source)
+    assert [str(n) for n in trusted_networks(settings.inbound.trusted_networks)] == [
+        "192.0.2.25/32"
+    ]
+    (problem,) = problems_of({"web": {"trusted_proxies": spaced}}, source)
+    assert problem.startswith('web.trusted_proxies[0] = " 192.0.2.25 ": not an address')
+    with pytest.raises(ConfigError, match=r"web\.trusted_proxies"):
+        check_web_settings(replace(settings.web, trusted_proxies=spaced))
+
+
+def test_config_check_lists_bad_networks_with_other_problems(tmp_path: Path) -> None:
+    from tayori.cli import main
+
+    path = write(
+        tmp_path,
+        '[inbound]\ntrusted_networks = ["192.0.2.0/24", "backup-mx"]\n\n'
+        '[web]\ntrusted_proxies = ["10.0.0.0/8", "10.0.0.300"]\n\n'
+        "[limits]\nmax_recipients = 0\n",
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        assert main(["config", "check", "--config", str(path)]) == 1
+    text = out.getvalue()
+    assert text.splitlines()[0] == f"{path}: 3 problems:"
+    assert '  inbound.trusted_networks[1] = "backup-mx": not an address or network' in text
+    assert '  web.trusted_proxies[1] = "10.0.0.300": not an address or network' in text

@@ -542,6 +542,7 @@ def _resolve(
     else:
         hostname = socket.getfqdn()
     _check_listeners(settings, problems)
+    _check_networks(settings, problems)
     return replace(
         settings,
         server=replace(settings.server, hostname=hostname, data_dir=data_dir),
@@ -620,6 +621,28 @@ def _check_listeners(settings: Settings, problems: list[Problem]) -> None:
                     )
                 )
         seen.setdefault(address.port, []).append((item.name, address))
+
+
+_NETWORK_HELP = "write an address or a network, e.g. 192.0.2.25, 192.0.2.0/24 or 2001:db8::/32"
+
+
+def _check_networks(settings: Settings, problems: list[Problem]) -> None:
+    """Address lists that `serve` parses at start-up (`tayori.pipeline.inbound`,
+    `tayori.web.security`): a bad entry is found by `tayori config check` too, named by its
+    index like any other list item, instead of only stopping `serve`. Each list is read the
+    way its user reads it: the inbound pipeline strips spaces, the web layer does not."""
+    lists = (
+        ("inbound.trusted_networks", settings.inbound.trusted_networks, True),
+        ("web.trusted_proxies", settings.web.trusted_proxies, False),
+    )
+    for key, items, strip in lists:
+        for index, item in enumerate(items):
+            try:
+                ipaddress.ip_network(item.strip() if strip else item, strict=False)
+            except ValueError:
+                problems.append(
+                    Problem(f"{key}[{index}]", f"not an address or network; {_NETWORK_HELP}", item)
+                )
 
 
 def load_settings(path: Path) -> Settings:

@@ -7,7 +7,9 @@ for admins only, never reachable from a member's page.
 "What would happen" is Postfix's `sendmail -bv` for the MX: the real inbound pipeline (the
 resolver from the config, the member's rules, the spam block) run step by step for one
 sender, recipient and client address, printing each step's verdict, without storing or
-delivering anything and without recording outcomes.
+delivering anything and without recording outcomes. A client address in `[inbound]
+trusted_networks` gets the `relay.trusted` note serve records, and SPF is then checked at
+DATA for the host named in the relay's Received field (give the message with `--file`).
 """
 
 from __future__ import annotations
@@ -149,6 +151,13 @@ async def what_would_happen(
     client = Client(ip, helo=helo, sender=sender)
     verdicts: list[Verdict] = []
     for stage in (Stage.CONNECT, Stage.HELO, Stage.MAIL):
+        if stage is Stage.CONNECT and pipeline.trusted(ip) is not None:
+            # What serve records for a trusted relay: `connect` gives the relay.trusted note
+            # instead of judging the relay (its HELO and MAIL steps skip the same checks).
+            noted = await pipeline.connect(client)
+            verdicts += noted.verdicts
+            report.steps += [_step(str(stage), "trusted relay", v) for v in noted.verdicts]
+            continue
         for check, policy in pipeline.steps(stage, ip):
             name = check.name + (f" {check.zone}" if hasattr(check, "zone") else "")
             verdict = apply(policy, await check.check(client))

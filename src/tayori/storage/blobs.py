@@ -1,7 +1,8 @@
 """Blob stores: message bytes as files (SQLite mode) or as chunk rows (PostgreSQL mode).
 
 Both are written durably before the metadata that refers to them is committed, so a crash
-can leave an orphan blob but never a message without its bytes.
+can leave an orphan blob but never a message without its bytes; `tayori.storage.sweep`
+removes such orphans once they are a day old.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,8 +31,10 @@ CHUNK_SIZE = 256 * 1024
 reader holds only one at a time."""
 
 _REF = re.compile(r"^[0-9a-f]{32}$")
+_LEVEL = re.compile(r"^[0-9a-f]{2}$")
 _TEMP_PREFIX = ".tmp-"
 _DELETE_BATCH = 500
+_LIST_PAGE = 1000
 
 
 def _new_ref() -> str:
@@ -112,6 +116,56 @@ class FileBlobStore:
             if path is not None:
                 path.unlink(missing_ok=True)
 
+    # --- listing, for the orphan sweep (tayori.storage.sweep) ----------------------------
+
+    def stored_before(self, cutoff: datetime) -> Iterator[tuple[str, int]]:
+        """(ref, size) of every blob file last written before `cutoff`. Only files where
+        `put` puts them are listed: anything else under the root is not ours to judge."""
+        limit = cutoff.timestamp()
+        for leaf, name, stat in self._leaf_files():
+            if _REF.match(name) and leaf == (name[:2], name[2:4]) and stat.st_mtime < limit:
+                yield name, stat.st_size
+
+    def temp_files_before(self, cutoff: datetime) -> Iterator[tuple[Path, int]]:
+        """(path, size) of `put`'s temporary files last written before `cutoff`: a `put`
+        interrupted by a crash leaves one behind (a failed one removes its own)."""
+        limit = cutoff.timestamp()
+        for (top, sub), name, stat in self._leaf_files():
+            if name.startswith(_TEMP_PREFIX) and stat.st_mtime < limit:
+                yield self._root / top / sub / name, stat.st_size
+
+    def _leaf_files(self) -> Iterator[tuple[tuple[str, str], str, os.stat_result]]:
+        """Regular files of the `ab/cd` directories, one directory read at a time (read
+        whole before yielding, so a caller may delete while walking). Entries that vanish
+        meanwhile (a concurrent delete) are skipped."""
+        for top in _subdirectories(self._root):
+            for sub in _subdirectories(self._root / top):
+                leaf = self._root / top / sub
+                try:
+                    with os.scandir(leaf) as scan:
+                        entries = list(scan)
+                except FileNotFoundError:
+                    continue
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            yield (top, sub), entry.name, entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+
+
+def _subdirectories(directory: Path) -> list[str]:
+    """The two-hex-digit directories `put` makes, sorted."""
+    try:
+        with os.scandir(directory) as scan:
+            return sorted(
+                entry.name
+                for entry in scan
+                if _LEVEL.match(entry.name) and entry.is_dir(follow_symlinks=False)
+            )
+    except FileNotFoundError:
+        return []
+
 
 def _make_dirs(directory: Path) -> None:
     if directory.is_dir():
@@ -170,6 +224,26 @@ class SqlBlobStore:
             raise NotFoundError(f"message blob {ref} does not exist")
         raw = _ChunkReader(self._engine, ref, int(count))
         return io.BufferedReader(raw, buffer_size=self._chunk_size)
+
+    def stored_before(self, cutoff: datetime) -> Iterator[tuple[str, int]]:
+        """(ref, size) of every blob committed with a `created` before `cutoff`, for the
+        orphan sweep (tayori.storage.sweep); read a page at a time in ref order, each page
+        its own short read, so that deleting while listing is fine and no connection is
+        held between pages."""
+        after = ""
+        while True:
+            with read_connection(self._engine) as conn:
+                page = conn.execute(
+                    select(blobs.c.id, blobs.c.size)
+                    .where(blobs.c.created < cutoff, blobs.c.id > after)
+                    .order_by(blobs.c.id)
+                    .limit(_LIST_PAGE)
+                ).all()
+            for row in page:
+                yield row.id, int(row.size)
+            if len(page) < _LIST_PAGE:
+                return
+            after = page[-1].id
 
     def delete(self, refs: Iterable[str]) -> None:
         pending = list(dict.fromkeys(refs))
