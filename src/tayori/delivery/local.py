@@ -102,9 +102,7 @@ class LocalDelivery:
         """The MX path: write the copies, group-commit them, answer. `filing` per account
         id: Junk instead of the inbox, and headers for that copy."""
         body = normalise_line_endings(content)
-        prepared = await self.prepare(
-            sender, recipients, body, summarise(body), arrival, filing=filing
-        )
+        prepared = await self.prepare(sender, recipients, body, None, arrival, filing=filing)
         if isinstance(prepared, DeliveryResult):
             return prepared
         try:
@@ -119,7 +117,7 @@ class LocalDelivery:
         sender: str,
         recipients: Sequence[Recipient],
         body: bytes,
-        summary: MessageSummary,
+        summary: MessageSummary | None,
         arrival: Arrival,
         *,
         others_accepted: bool = False,
@@ -130,7 +128,8 @@ class LocalDelivery:
         remote copy (submission). A result instead means: refused or failed, answer this.
 
         `others_accepted`: the message goes to other (remote) recipients too, so members
-        whose quota it would exceed get it as grace instead of a refusal for everyone."""
+        whose quota it would exceed get it as grace instead of a refusal for everyone.
+        `summary` None: parsed from `body` in the worker thread, off the event loop."""
         filed = {r.account.id: (filing or {}).get(r.account.id, Filing()) for r in recipients}
         copies = [
             trace_headers(arrival, self._hostname, sender, r.account.address)
@@ -138,6 +137,13 @@ class LocalDelivery:
             + body
             for r in recipients
         ]
+        # One worker-thread hop for the summary, the quota read, every copy's durable write
+        # and the search index: under load each hop waits its turn for a thread and the GIL,
+        # and the event loop is every session's bottleneck.
+        written = await asyncio.to_thread(
+            self._write_copies, recipients, copies, body, summary, not others_accepted
+        )
+        accounts, summary, refs, index, failure = written
         base = Outcome(
             direction=Direction.INBOUND,
             sender=sender,
@@ -151,13 +157,6 @@ class LocalDelivery:
         )
         accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
         prepared = LocalCopies(base, tuple(recipients), len(body), accepted)
-        # One worker-thread hop for the quota read, every copy's durable write and the search
-        # index: under load each hop waits its turn for a thread and the GIL, and a message
-        # already paid several before it got here.
-        written = await asyncio.to_thread(
-            self._write_copies, recipients, copies, body, not others_accepted
-        )
-        accounts, refs, index, failure = written
         prepared.refs.extend(refs)
         if failure is not None:
             await self.store_failed(prepared, failure)
@@ -211,25 +210,31 @@ class LocalDelivery:
         recipients: Sequence[Recipient],
         copies: Sequence[bytes],
         body: bytes,
+        summary: MessageSummary | None,
         refusable: bool,
-    ) -> tuple[dict[int, Account], list[str], MessageIndex | None, Exception | None]:
-        """In a worker thread: usage as of now (not as of RCPT: other messages may have
-        arrived meanwhile), then, unless the message is too big for every recipient (and
-        `refusable`), each copy written durably, then the search index entry.
-        Returns (accounts, refs written, index, the failure that stopped writing)."""
+    ) -> tuple[
+        dict[int, Account], MessageSummary, list[str], MessageIndex | None, Exception | None
+    ]:
+        """In a worker thread: the summary (unless given), usage as of now (not as of RCPT:
+        other messages may have arrived meanwhile), then, unless the message is too big for
+        every recipient (and `refusable`), each copy written durably, then the search index
+        entry. Returns (accounts, summary, refs written, index, the failure that stopped
+        writing)."""
+        if summary is None:
+            summary = summarise(body)
         accounts: dict[int, Account] = {}
         for recipient in recipients:
             account = self._metadata.get_account_by_id(recipient.account.id)
             accounts[recipient.account.id] = account or recipient.account
         if refusable and all(over_quota(accounts[r.account.id], len(body)) for r in recipients):
-            return accounts, [], None, None
+            return accounts, summary, [], None, None
         refs: list[str] = []
         try:
             for copy in copies:
                 refs.append(self._blobs.put([copy]))
         except Exception as error:
-            return accounts, refs, None, error
-        return accounts, refs, _index_or_none(body), None
+            return accounts, summary, refs, None, error
+        return accounts, summary, refs, _index_or_none(body), None
 
     async def _refuse_over_quota(
         self,
