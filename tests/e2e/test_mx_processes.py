@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import Instance
 from tests.e2e.mail import pop3_download, strip_trace
+from tests.e2e.test_sending import ThreadedSink, eventually
 
 pytestmark = [pytest.mark.e2e]
 
@@ -120,6 +121,38 @@ def test_worker_leaves_when_the_main_process_is_killed(make_instance: object) ->
     instance.start()
     assert _deliver(instance.ports["smtp"]) == []
     assert instance.stop() == 0
+
+
+def test_mail_forwarded_by_a_worker_goes_out_through_the_main_process(
+    make_instance: object,
+) -> None:
+    """A worker queues forwarded copies in the shared store; the main process's queue runner
+    (woken over the line, or at its next poll) delivers them."""
+    threaded = ThreadedSink()
+    try:
+        sink = threaded.sink
+        instance: Instance = make_instance()  # type: ignore[operator]
+        text = instance.config.read_text()
+        instance.config.write_text(text.replace("[server]\n", "[server]\nsmtp_processes = 2\n", 1))
+        with instance.config.open("a") as config:
+            config.write(f"\n[outbound]\nport = {sink.port}\n")
+        instance.add_user("alice@example.test")
+        instance.cli("forward", "add", "alice@example.test", "friend@elsewhere.test")
+        instance.start()
+        assert _deliver(instance.ports["smtp"]) == []
+        total = CONNECTIONS * PER_CONNECTION
+        eventually(lambda: len(sink.transactions) == total, "every forwarded copy at the sink")
+        subjects = sorted(
+            t.data.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+            for t in sink.transactions
+        )
+        assert subjects == sorted(
+            f"p{c}-m{n}" for c in range(CONNECTIONS) for n in range(PER_CONNECTION)
+        )
+        assert all(t.rcpt_tos == ("friend@elsewhere.test",) for t in sink.transactions)
+        assert instance.stop() == 0
+    finally:
+        threaded.close()
 
 
 def _numbers(message: bytes) -> tuple[int, int]:
