@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import socket
 import tomllib
 from dataclasses import replace
@@ -534,3 +535,111 @@ def test_config_check_lists_bad_networks_with_other_problems(tmp_path: Path) -> 
     assert text.splitlines()[0] == f"{path}: 3 problems:"
     assert '  inbound.trusted_networks[1] = "backup-mx": not an address or network' in text
     assert '  web.trusted_proxies[1] = "10.0.0.300": not an address or network' in text
+
+
+# --- [web] values serve checks at start-up ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (
+            "time_zone",
+            "Mars/Olympus",
+            "not a known time zone; write a name from the time zone database, e.g. "
+            "Asia/Tokyo or UTC (the case matters)",
+        ),
+        ("time_zone", "asia/tokyo", "not a known time zone"),
+        ("time_zone", "../etc/passwd", "not a known time zone"),
+        ("time_zone", "", "not a known time zone"),
+        ("language", "fr", 'must be "ja" or "en"'),
+        ("language", "JA", 'must be "ja" or "en"'),
+        ("language", "", 'must be "ja" or "en"'),
+        (
+            "public_url",
+            "mail.example.jp",
+            "must start with https:// (or http://), e.g. https://mail.example.jp/",
+        ),
+        ("public_url", "ftp://mail.example.jp/", "must start with https://"),
+    ],
+)
+def test_bad_web_values_are_named_with_key_value_and_reason(
+    source: Path, key: str, value: str, reason: str
+) -> None:
+    (problem,) = problems_of({"web": {key: value}}, source)
+    assert problem.startswith(f"web.{key} = {json.dumps(value)}: {reason}")
+
+
+def test_good_web_values_pass(source: Path) -> None:
+    settings = settings_from_mapping(
+        {"web": {"time_zone": "Europe/London", "language": "en", "public_url": "http://x.test/"}},
+        source,
+    )
+    assert (settings.web.time_zone, settings.web.language) == ("Europe/London", "en")
+    assert settings_from_mapping({"web": {"public_url": ""}}, source).web.public_url == ""
+
+
+def test_every_bad_web_value_is_reported_at_once(source: Path) -> None:
+    problems = problems_of(
+        {"web": {"time_zone": "Tokyo", "language": "de", "public_url": "mail.example.jp"}},
+        source,
+    )
+    assert [problem.partition(" = ")[0] for problem in problems] == [
+        "web.time_zone",
+        "web.language",
+        "web.public_url",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "bad"),
+    [
+        ("time_zone", "Asia/Tokyo", False),
+        ("time_zone", "UTC", False),
+        ("time_zone", "Asia", True),
+        ("time_zone", "Asia/Tokyo ", True),
+        ("time_zone", "/usr/share/zoneinfo/UTC", True),
+        ("time_zone", "", True),
+        ("language", "en", False),
+        ("language", "ja ", True),
+        ("language", "ja-JP", True),
+        ("public_url", "", False),
+        ("public_url", "https://mail.example.jp/", False),
+        ("public_url", "HTTPS://mail.example.jp/", True),
+        ("public_url", "//mail.example.jp/", True),
+    ],
+)
+def test_web_values_are_refused_exactly_when_serve_refuses_them(
+    source: Path, key: str, value: str, bad: bool
+) -> None:
+    """`tayori config check` and `serve` agree on every value, good or bad."""
+    from tayori.config.settings import WebSettings
+    from tayori.web.context import check_web_settings
+
+    try:
+        check_web_settings(replace(WebSettings(), **{key: value}))
+    except ConfigError as error:
+        assert f"web.{key}" in str(error)
+        refused = True
+    else:
+        refused = False
+    assert refused is bad
+    if refused:
+        (problem,) = problems_of({"web": {key: value}}, source)
+        assert problem.startswith(f"web.{key} = ")
+    else:
+        settings = settings_from_mapping({"web": {key: value}}, source)
+        assert getattr(settings.web, key) == value
+
+
+def test_config_check_lists_bad_web_values(tmp_path: Path) -> None:
+    from tayori.cli import main
+
+    path = write(tmp_path, '[web]\ntime_zone = "JST"\nlanguage = "jp"\n')
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        assert main(["config", "check", "--config", str(path)]) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"{path}: 2 problems:"
+    assert lines[1].startswith('  web.time_zone = "JST": not a known time zone')
+    assert lines[2] == '  web.language = "jp": must be "ja" or "en"'

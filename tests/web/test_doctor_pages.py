@@ -4,6 +4,7 @@ page)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from tayori.diagnostics.doctor import Doctor
 from tayori.dns.resolver import DnsPythonResolver
 from tayori.rules.model import NewRule, RuleList, RuleOwner
 from tayori.testing.dns_server import DnsServer, Zone
+from tayori.web.routes.doctor import EVIDENCE_LABELS
 from tests.web.conftest import LiveWeb, WebEnv, browser_login, login
 
 NOW = datetime.now(UTC)
@@ -154,6 +156,52 @@ def test_doctor_page_without_a_question_offers_the_three_entry_points(
     ):
         assert question in text
     assert 'id="findings"' not in text
+
+
+def test_doctor_page_shows_evidence_names_in_the_members_language(
+    client: TestClient, web_env: WebEnv
+) -> None:
+    """The page labels each fact in Japanese or English; the JSON API keeps the names."""
+    seed(web_env)
+    login(client, web_env)
+    query = "/doctor?problem=missing&sender=pest@remote.test"
+    japanese = client.get(query, headers={"accept-language": "ja"}).text
+    english = client.get(query, headers={"accept-language": "en"}).text
+    fact = '<span class="fact" data-key="{key}"><span class="key">{label}</span>: {value}</span>'
+    for key, ja, en, value in (
+        ("sender", "送信者", "Sender", "pest@remote.test"),
+        ("reason", "理由コード", "Reason code", "rule.reject"),
+        ("pattern", "条件", "Pattern", "pest@remote.test"),
+    ):
+        assert fact.format(key=key, label=ja, value=value) in japanese
+        assert fact.format(key=key, label=en, value=value) in english
+    for text in (japanese, english):
+        assert '<span class="key">sender</span>' not in text
+        assert re.findall(r'<span class="key">([a-z_]+)</span>', text) == []
+    findings = client.get("/api/v1/doctor?problem=missing&sender=pest@remote.test").json()
+    evidence = findings[0]["evidence"]
+    assert any(item.get("sender") == "pest@remote.test" for item in evidence), evidence
+    assert [name for item in evidence for name in item if not re.fullmatch("[a-z_]+", name)] == []
+
+
+def test_every_evidence_name_the_doctor_gives_has_a_label(
+    client: TestClient, web_env: WebEnv
+) -> None:
+    seed(web_env)
+    # A mailbox 95% full that has refused mail: the quota finding and its facts too.
+    metadata = web_env.stores.metadata
+    account = metadata.get_account_by_id(web_env.account.id)
+    assert account is not None and account.used_bytes > 0
+    metadata.set_quota(web_env.address, account.used_bytes * 100 // 95)
+    metadata.record_outcomes([refused(web_env, reason="rcpt.over_quota", sender="a@remote.test")])
+    login(client, web_env)
+    names: set[str] = set()
+    for query in ("problem=receive", "problem=missing&sender=pest@remote.test", "problem=send"):
+        for finding in client.get(f"/api/v1/doctor?{query}").json():
+            for item in finding["evidence"]:
+                names |= set(item) - {"kind"}
+    assert {"sender", "reason", "threshold", "used", "quota", "last_refused"} <= names
+    assert sorted(names - set(EVIDENCE_LABELS)) == []
 
 
 @pytest.mark.browser

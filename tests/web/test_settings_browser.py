@@ -30,6 +30,7 @@ def test_pages_are_labelled_and_keyboard_reachable(
     live_web: LiveWeb, page: Any, artefacts: Path
 ) -> None:
     env = live_web.env
+    env.stores.member.add_image_sender(env.account.id, "news@remote.test")
     browser_login(page, live_web.url, env.address, env.password)
     for name, path in PAGES.items():
         page.goto(live_web.url + path)
@@ -37,6 +38,11 @@ def test_pages_are_labelled_and_keyboard_reachable(
         assert page.evaluate(UNLABELLED) == [], path
         assert page.locator("h1").count() == 1, path
         page.screenshot(path=str(artefacts / f"{name}.png"), full_page=True)
+    page.goto(live_web.url + "/settings")
+    page.get_by_role("button", name="news@remote.test を削除").click()
+    page.wait_for_url("**/settings?done=images-removed")
+    assert "news@remote.test" not in page.locator("#image-senders").inner_text()
+    assert page.locator("#settings-done").is_visible()
     page.goto(live_web.url + "/settings/security")
     page.click("#totp-begin")
     assert page.evaluate(UNLABELLED) == []

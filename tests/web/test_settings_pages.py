@@ -129,6 +129,56 @@ def test_forwarding_and_profile(member_client: TestClient, web_env: WebEnv) -> N
     assert "--\n太郎" in compose.text  # the signature starts a new message
 
 
+def test_image_senders_are_listed_and_removed(member_client: TestClient, web_env: WebEnv) -> None:
+    """A sender added with "Always show images from this sender" is listed on /settings with
+    a remove button; removing it blocks that sender's images again."""
+    raw = (
+        b"From: News <News@Remote.test>\r\nSubject: html\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b'<p>hi<img src="https://t.example/p.gif"></p>\r\n'
+    )
+    stored = web_env.put(raw)
+    web_env.stores.member.add_image_sender(web_env.account.id, "keep@remote.test")
+    signed_in(member_client, web_env)
+    ja = {"accept-language": "ja"}
+    empty_list = member_client.get("/settings", headers=ja).text
+    assert "news@remote.test" not in empty_list
+    post(member_client, f"/message/{stored.id}", f"/message/{stored.id}/images/always", {})
+    page = member_client.get("/settings", headers=ja).text
+    senders = page[page.index('<ul id="image-senders">') :]
+    senders = senders[: senders.index("</ul>")]
+    assert re.findall(r'<span class="address">([^<]+)</span>', senders) == [
+        "keep@remote.test",
+        "news@remote.test",
+    ]
+    assert 'aria-label="news@remote.test を削除"' in senders
+    assert "画像を常に表示する差出人" in page
+    english = member_client.get("/settings", headers={"accept-language": "en"}).text
+    assert 'aria-label="Remove news@remote.test"' in english
+    assert "Remote images in mail from these senders are shown without asking." in english
+
+    without_token = member_client.post(
+        "/settings/images/remove", data={"address": "news@remote.test"}, follow_redirects=False
+    )
+    assert without_token.status_code == 403
+    removed = post(
+        member_client, "/settings", "/settings/images/remove", {"address": "News@Remote.test"}
+    )
+    assert removed.status_code == 303
+    assert removed.headers["location"] == "/settings?done=images-removed"
+    prefs = web_env.stores.member.get_preferences(web_env.account.id)
+    assert prefs.image_senders == ("keep@remote.test",)
+    done = member_client.get(removed.headers["location"], headers=ja).text
+    assert "その差出人の画像は、表示を選ぶまで再びブロックされます。" in done
+    assert "news@remote.test" not in done and "keep@remote.test" in done
+    message = member_client.get(f"/message/{stored.id}").text
+    assert 'id="show-images"' in message
+
+    post(member_client, "/settings", "/settings/images/remove", {"address": "keep@remote.test"})
+    cleared = member_client.get("/settings", headers={"accept-language": "en"}).text
+    assert "No senders yet." in cleared and 'class="address"' not in cleared
+
+
 def test_totp_sign_in_step(member_client: TestClient, web_env: WebEnv) -> None:
     signed_in(member_client, web_env)
     post(member_client, "/settings/security", "/settings/totp/begin", {})

@@ -23,8 +23,9 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tayori.config.settings import HostPort, Settings, StorageSettings, TlsSettings
+from tayori.config.settings import HostPort, Settings, StorageSettings, TlsSettings, WebSettings
 from tayori.core.errors import ConfigError
 from tayori.core.sizes import SIZE_EXAMPLES, parse_size
 
@@ -44,6 +45,7 @@ __all__ = [
     "section_fields",
     "sections",
     "settings_from_mapping",
+    "web_problems",
 ]
 
 CONFIG_ENV = "TAYORI_CONFIG"
@@ -543,6 +545,7 @@ def _resolve(
         hostname = socket.getfqdn()
     _check_listeners(settings, problems)
     _check_networks(settings, problems)
+    problems.extend(web_problems(settings.web))
     return replace(
         settings,
         server=replace(settings.server, hostname=hostname, data_dir=data_dir),
@@ -643,6 +646,42 @@ def _check_networks(settings: Settings, problems: list[Problem]) -> None:
                 problems.append(
                     Problem(f"{key}[{index}]", f"not an address or network; {_NETWORK_HELP}", item)
                 )
+
+
+WEB_LANGUAGES = ("ja", "en")
+"""The languages the webmail has catalogues for (`tayori.web.i18n.LANGUAGES`)."""
+
+
+def web_problems(web: WebSettings) -> list[Problem]:
+    """`[web]` values only a lookup can judge: the default time zone must exist in the time
+    zone database, the default language must be one the webmail speaks, and `public_url`
+    must be an http(s) URL. `serve` refuses to start on these
+    (`tayori.web.context.check_web_settings` calls this very function), so `tayori config
+    check` reports exactly what `serve` would refuse, before a restart finds out.
+    `web.trusted_proxies` is checked with the other address lists (`_check_networks`)."""
+    problems: list[Problem] = []
+    try:
+        ZoneInfo(web.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            Problem(
+                "web.time_zone",
+                "not a known time zone; write a name from the time zone database, e.g. "
+                "Asia/Tokyo or UTC (the case matters)",
+                web.time_zone,
+            )
+        )
+    if web.language not in WEB_LANGUAGES:
+        problems.append(Problem("web.language", 'must be "ja" or "en"', web.language))
+    if web.public_url and not web.public_url.startswith(("https://", "http://")):
+        problems.append(
+            Problem(
+                "web.public_url",
+                "must start with https:// (or http://), e.g. https://mail.example.jp/",
+                web.public_url,
+            )
+        )
+    return problems
 
 
 def load_settings(path: Path) -> Settings:

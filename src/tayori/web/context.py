@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.requests import Request
 
 from tayori.auth.authenticator import Authenticator, LoginResult
+from tayori.config.loader import web_problems
 from tayori.config.settings import Settings, WebSettings
 from tayori.core.errors import ConfigError
 from tayori.core.outcome import utcnow
@@ -60,22 +60,16 @@ class WebContext:
 
 
 def check_web_settings(web: WebSettings) -> None:
-    """Refuse at start-up what the loader cannot know is wrong: a time zone, a language or a
-    proxy network that does not exist."""
-    problems = []
-    try:
-        ZoneInfo(web.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"web.time_zone {web.time_zone!r} is not a known time zone")
-    if web.language not in ("ja", "en"):
-        problems.append(f'web.language {web.language!r} must be "ja" or "en"')
+    """Refuse at start-up a time zone, a language, a public URL or a proxy network that does
+    not work. The first three are the config loader's own checks (`web_problems`), so
+    `tayori config check` reports exactly what this refuses; `serve` checks again because a
+    context can also be built from settings that never went through the loader."""
+    problems = [str(problem) for problem in web_problems(web)]
     for item in web.trusted_proxies:
         try:
             ipaddress.ip_network(item, strict=False)
         except ValueError:
             problems.append(f"web.trusted_proxies: {item!r} is not an address or network")
-    if web.public_url and not web.public_url.startswith(("https://", "http://")):
-        problems.append(f"web.public_url {web.public_url!r} must start with https://")
     if problems:
         raise ConfigError("; ".join(problems))
 

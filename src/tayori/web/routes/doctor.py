@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tayori.diagnostics.doctor import Doctor, DoctorQuery
-from tayori.diagnostics.findings import Finding, Problem
+from tayori.diagnostics.findings import Fact, Finding, Problem
 from tayori.dns.resolver import DnsPythonResolver
 from tayori.web.context import WebContext, web_context
 from tayori.web.deps import Member, api_member, current_member
+from tayori.web.i18n import Translator
 from tayori.web.render import NAV_LINKS, render
 
 router = APIRouter()
@@ -36,6 +37,73 @@ ENTRY_POINTS = (
     (Problem.SEND, "My mail doesn't get through"),
 )
 """(problem, msgid): the questions of `tayori.diagnostics.findings.PROBLEM_TITLES`."""
+
+EVIDENCE_LABELS: dict[str, str] = {
+    # an outcome (`tayori.diagnostics.findings.outcome_evidence`) and its extras
+    "time": "Time",
+    "direction": "Direction",
+    "outcome": "Result",
+    "reason": "Reason code",
+    "sender": "Sender",
+    "recipient": "Recipient",
+    "subject": "Subject",
+    "message_id": "Message-ID",
+    "size": "Size",
+    "remote_reply": "Remote server's reply",
+    "refusal": "Kind of refusal",
+    "score": "Spam score",
+    "top_reasons": "Main spam signs",
+    # the quota
+    "used": "Space used",
+    "quota": "Mailbox size limit",
+    "percent": "Percent used",
+    "refused_in_period": "Refused in this period",
+    "last_refused": "Last refused",
+    # a rule, forwarding
+    "id": "Number",
+    "scope": "Scope",
+    "pattern": "Pattern",
+    "matches": "Matches",
+    "matched": "Matched",
+    "targets": "Forwarding addresses",
+    "keep_copy": "Keep a copy",
+    # the sender address, the network, the search, counts
+    "address": "E-mail address",
+    "domain": "Domain",
+    "dns": "DNS answer",
+    "ip": "IP address",
+    "zone": "Blocklist",
+    "listed": "Listed",
+    "codes": "Blocklist codes",
+    "since": "Searched from",
+    "until": "Searched until",
+    "count": "Count",
+    "last": "Latest",
+    # a stored message
+    "mailbox": "Folder",
+    "uid": "Message number (UID)",
+    "from": "From",
+    "date": "Date",
+    "received": "Received",
+    "threshold": "Large message size",
+    "defects": "Format problems",
+}
+"""Evidence fact name -> msgid of its label on the page. The names stay as they are in the
+JSON API and `tayori doctor --json` (a public interface); only the page shows them in the
+member's language. A name missing here shows as itself with spaces for underscores."""
+
+
+def evidence_rows(t: Translator, finding: Finding) -> list[list[tuple[str, str, Fact]]]:
+    """Each evidence item as (name, label, value) facts, empty values left out; the name is
+    kept for the page's `data-key` so scripts and tests need not read the label."""
+    return [
+        [
+            (key, t(EVIDENCE_LABELS.get(key, key.replace("_", " "))), value)
+            for key, value in item.facts.items()
+            if value != ""
+        ]
+        for item in finding.evidence
+    ]
 
 
 def _doctor(request: Request) -> Doctor:
@@ -88,7 +156,10 @@ async def doctor_page(request: Request, member: MemberDep) -> Response:
         asked=problem.value if problem is not None else "",
         sender=query.sender if query else "",
         subject=query.subject if query else "",
-        findings=[(f, f.summary(member.language), f.action(member.language)) for f in findings],
+        findings=[
+            (f, f.summary(member.language), f.action(member.language), evidence_rows(member.t, f))
+            for f in findings
+        ],
     )
 
 

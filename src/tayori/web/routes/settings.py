@@ -1,6 +1,7 @@
 """Settings pages, and the TOTP step of signing in.
 
-- `/settings` — display name, signature, language and time zone.
+- `/settings` — display name, signature, language and time zone, and the senders whose
+  images are always shown (each with a button that takes it off that list).
 - `/settings/spam` — spam block on/off and sensitivity, safe senders, reject list (受信拒否).
 - `/settings/forwarding` — forwarding addresses (スーパーメール転送), keep a copy, forward
   spam or not, and the forwarding reject list.
@@ -45,6 +46,7 @@ if ("Settings", "/settings") not in NAV_LINKS:
 DONE = {
     "profile": "Your name and signature were saved.",
     "locale": "Language and time zone were saved.",
+    "images-removed": "Images from that sender are blocked again until you choose to show them.",
     "spam": "The spam block settings were saved.",
     "added": "Added to the list.",
     "removed": "Removed from the list.",
@@ -131,6 +133,16 @@ async def save_locale(
     except UserError as error:
         return await _profile_page(request, member, error=error.text(member.t), status=400)
     return _back("/settings", "locale")
+
+
+@router.post("/settings/images/remove")
+async def remove_image_sender(
+    request: Request, member: MemberDep, address: Annotated[str, Form(max_length=1000)] = ""
+) -> Response:
+    """Take a sender off "always show images" (added from a message's "Always show images
+    from this sender"): their next message opens with remote images blocked again."""
+    await web_services(request).settings.stop_images_from(member.account, address)
+    return _back("/settings", "images-removed")
 
 
 # --- spam block, safe senders, reject list ---------------------------------------------------
