@@ -9,6 +9,9 @@ another writer got there first; IMMEDIATE takes the write lock up front and wait
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,10 +70,48 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        write = connection.get_execution_options().get(_WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if connection.get_execution_options().get(_WRITE_OPTION, False):
+            _begin_immediate(connection, busy_timeout)
+        else:
+            connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+_LOCK_POLL = (0.0002, 0.002)
+"""Seconds between tries for the write lock: from, up to (doubling)."""
+
+
+def _begin_immediate(connection: Connection, timeout: float) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock in short steps of our own.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 … then 100 ms at a time: fine for threads
+    of one process, which queue on Python's side anyway, but several processes writing one
+    database (`[server] smtp_processes`) would each wait far longer than the lock is held
+    (a group commit holds it for a few milliseconds). So the lock is tried without SQLite's
+    handler (busy_timeout 0 while we wait) and retried every 0.2-2 ms until `timeout`; the
+    caller turns the last "database is locked" into a temporary failure (4xx).
+    """
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    deadline = time.monotonic() + timeout
+    delay = _LOCK_POLL[0]
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    break  # not the lock: let SQLAlchemy raise it, wrapped as usual
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, _LOCK_POLL[1])
+        # Once more through SQLAlchemy, so that "database is locked" (or whatever else
+        # failed) reaches translate_errors like every other store error.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
 
 
 def safe_url(url: str | URL) -> str:
