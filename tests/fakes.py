@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from tayori.core.errors import ConflictError, NotFoundError, StoreUnavailableError
+from tayori.storage.interfaces import MessageRef
 from tayori.storage.records import (
     Account,
     AccountStatus,
@@ -178,6 +179,9 @@ class FakeMetadataStore:
         with self._lock:
             found = [m for m in self.messages.values() if m.mailbox_id == mailbox_id]
         return sorted(found, key=lambda m: m.uid)
+
+    def list_message_refs(self, mailbox_id: int) -> list[MessageRef]:
+        return [MessageRef(m.id, m.uid, m.size, m.blob_ref) for m in self.list_messages(mailbox_id)]
 
     def expunge(self, mailbox_id: int, message_ids: Iterable[int]) -> list[str]:
         if self.fail_expunge:

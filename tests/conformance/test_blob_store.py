@@ -178,6 +178,20 @@ def test_file_layout_and_no_temp_files(tmp_path: Path) -> None:
         assert isinstance(stream, io.BufferedReader)
 
 
+def test_file_open_takes_only_exact_refs(tmp_path: Path) -> None:
+    """Only what `put` returns is opened, even where a file exists at the path another
+    string would name (a trailing newline, upper case, a longer name)."""
+    root = tmp_path / "messages"
+    store = FileBlobStore(root)
+    ref = store.put([b"mine"])
+    leaf = root / ref[:2] / ref[2:4]
+    for name in (ref + "\n", ref.upper(), ref + "0"):
+        (leaf / name).write_bytes(b"not a blob")
+        with pytest.raises(NotFoundError):
+            store.open(name)
+    assert read_all(store, ref) == b"mine"
+
+
 def test_file_failed_put_leaves_nothing(tmp_path: Path) -> None:
     root = tmp_path / "messages"
     store = FileBlobStore(root)

@@ -428,6 +428,34 @@ def test_expunge_returns_refs_and_lowers_usage(store: MetadataStore, alice: Acco
     assert used(store, alice) == 1040
 
 
+def test_message_refs_are_the_listing_in_uid_order(store: MetadataStore, alice: Account) -> None:
+    """POP3's maildrop snapshot: the same messages, numbers and refs as `list_messages`,
+    ordered by UID even where that is not the order the rows were made in."""
+    bob = store.add_account("bob@example.test", "h", 0)
+    inbox = store.get_mailbox(alice.id, SpecialUse.INBOX)
+    sent = store.get_mailbox(alice.id, SpecialUse.SENT)
+    store.append_messages([new_message(alice, 70, ref="moved", mailbox=SpecialUse.SENT)])
+    store.append_messages(
+        [new_message(alice, n * 10, ref=f"r{n}") for n in range(1, 4)]
+        + [new_message(bob, 5, ref="bobs")]
+    )
+    moved = store.list_messages(sent.id)[0]
+    # Moved in after r1..r3, so it gets the highest UID although its row is the oldest.
+    store.move_messages(alice.id, [moved.id], inbox.id)
+    r2 = next(m for m in store.list_messages(inbox.id) if m.blob_ref == "r2")
+    store.expunge(inbox.id, [r2.id])
+
+    refs = store.list_message_refs(inbox.id)
+
+    assert [r.blob_ref for r in refs] == ["r1", "r3", "moved"]
+    assert [r.size for r in refs] == [10, 30, 70]
+    assert refs == [(m.id, m.uid, m.size, m.blob_ref) for m in store.list_messages(inbox.id)]
+    assert [r.uid for r in refs] == sorted(r.uid for r in refs)
+    assert all(type(value) is int for r in refs for value in (r.id, r.uid, r.size))
+    assert store.list_message_refs(sent.id) == []
+    assert store.list_message_refs(987654) == []
+
+
 def test_shared_blobs_are_returned_once_unused(store: MetadataStore, alice: Account) -> None:
     bob = store.add_account("bob@example.test", "h", 0)
     store.append_messages(

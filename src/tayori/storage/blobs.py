@@ -61,7 +61,7 @@ class FileBlobStore:
 
     def _path(self, ref: str) -> Path | None:
         # Refs are ours (hex); anything else must not become a path outside the root.
-        if not _REF.match(ref):
+        if not _REF.fullmatch(ref):
             return None
         return self._root / ref[:2] / ref[2:4] / ref
 
@@ -102,13 +102,16 @@ class FileBlobStore:
             return tempfile.mkstemp(dir=directory, prefix=_TEMP_PREFIX)
 
     def open(self, ref: str) -> BinaryIO:
-        path = self._path(ref)
-        try:
-            if path is None:
-                raise FileNotFoundError(ref)
-            return path.open("rb")
-        except FileNotFoundError:
-            raise NotFoundError(f"message blob {ref} does not exist") from None
+        # A plain string path, not `_path`: POP3 opens one blob per message downloaded, and
+        # building and opening a pathlib path costs about twice the open itself (~5 us).
+        # Only exact refs become paths (fullmatch: `$` alone lets a trailing newline in).
+        if _REF.fullmatch(ref):
+            path = f"{os.fspath(self._root)}/{ref[:2]}/{ref[2:4]}/{ref}"
+            try:
+                return open(path, "rb")  # noqa: PTH123 - see above
+            except FileNotFoundError:
+                pass
+        raise NotFoundError(f"message blob {ref} does not exist")
 
     def delete(self, refs: Iterable[str]) -> None:
         for ref in refs:

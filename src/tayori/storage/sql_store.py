@@ -38,6 +38,7 @@ from tayori.core.address import canonical, normalise_domain
 from tayori.core.errors import ConflictError, NotFoundError, TayoriError
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.storage.engine import read_connection, write_transaction
+from tayori.storage.interfaces import MessageRef
 from tayori.storage.records import (
     Account,
     AccountStatus,
@@ -371,6 +372,17 @@ class SqlMetadataStore(MailboxOperations):
                 select(messages).where(messages.c.mailbox_id == mailbox_id).order_by(messages.c.uid)
             )
             return [_message(row) for row in rows]
+
+    def list_message_refs(self, mailbox_id: int) -> list[MessageRef]:
+        """Four columns straight from the driver's rows (the ids, UIDs and sizes are
+        integers on both back ends): no `StoredMessage` is built."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(messages.c.id, messages.c.uid, messages.c.size, messages.c.blob_ref)
+                .where(messages.c.mailbox_id == mailbox_id)
+                .order_by(messages.c.uid)
+            )
+            return list(map(MessageRef._make, rows))
 
     def expunge(self, mailbox_id: int, message_ids: Sequence[int]) -> list[str]:
         """An unknown mailbox is ignored like unknown message ids: there is nothing to delete.
