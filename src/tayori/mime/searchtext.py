@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tayori.mime.addresses import Mailbox
-from tayori.mime.message import parse_message
+from tayori.mime.recent import recently_parsed
 
 __all__ = ["MAX_BODY_CHARS", "SearchText", "search_text"]
 
@@ -44,7 +44,7 @@ def _people(mailboxes: list[Mailbox]) -> str:
 def search_text(raw: bytes) -> SearchText:
     """Extract the searchable text of a raw message; never raises (parse_message does not),
     broken parts contribute whatever decodes."""
-    message = parse_message(raw)
+    message = recently_parsed(raw)
     attachments = message.attachments
     names = " ".join(a.filename for a in attachments[:_MAX_NAMES] if a.filename)
     body = message.text[:MAX_BODY_CHARS]

@@ -33,7 +33,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tayori.mime import Message, decode_header_text, parse_message
+from tayori.mime import Message, decode_header_text
+from tayori.mime.recent import recently_parsed
 
 __all__ = [
     "MAX_TOKEN_LEN",
@@ -200,7 +201,7 @@ def message_tokens(message: Message) -> set[str]:
 def tokenize(raw: bytes, extra: Iterable[str] = ()) -> set[str]:
     """Tokens of a raw message, plus `extra` ones the caller knows (e.g. `auth:spf=fail`
     from the pipeline), so that such facts are learnt from like everything else."""
-    tokens = message_tokens(parse_message(raw))
+    tokens = message_tokens(recently_parsed(raw))
     tokens.update(token[:MAX_TOKEN_LEN] for token in extra)
     tokens.add(VERSION_TOKEN)
     return tokens

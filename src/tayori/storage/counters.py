@@ -9,7 +9,7 @@ take as "do not cache": slower, never wrong.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from tayori.storage.schema import change_counters
 
@@ -21,14 +21,20 @@ SPAM = "spam"
 """The spam classifier's learnt counts, global and per account (the token store)."""
 
 
+_READ = select(change_counters.c.counter).where(change_counters.c.name == bindparam("counter_name"))
+_RAISE = (
+    update(change_counters)
+    .where(change_counters.c.name == bindparam("counter_name"))
+    .values(counter=change_counters.c.counter + 1)
+)
+# Built once: these run for every message, and building a statement costs more than
+# running it.
+
+
 def counter_value(conn: Connection, name: str) -> int | None:
-    value = conn.scalar(select(change_counters.c.counter).where(change_counters.c.name == name))
+    value = conn.scalar(_READ, {"counter_name": name})
     return None if value is None else int(value)
 
 
 def raise_counter(conn: Connection, name: str) -> None:
-    conn.execute(
-        update(change_counters)
-        .where(change_counters.c.name == name)
-        .values(counter=change_counters.c.counter + 1)
-    )
+    conn.execute(_RAISE, {"counter_name": name})
