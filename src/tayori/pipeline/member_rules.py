@@ -13,11 +13,10 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 
 from tayori.core.reasons import reason
+from tayori.mime.addresses import parse_addresses
+from tayori.mime.recent import recently_parsed
 from tayori.pipeline.runner import Decision
 from tayori.pipeline.steps import Client
 from tayori.pipeline.verdicts import Action, Verdict
@@ -34,9 +33,15 @@ MEMO_LIMIT = 10_000
 
 
 def from_addresses(message: bytes) -> list[str]:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(message)
-    values = [str(value) for value in headers.get_all("From") or []]
-    return [address for _, address in getaddresses(values) if "@" in address]
+    """Every address of every From: field, through the MIME layer's parse that the spam
+    tokenizer and the search index share for this message (one parse, not three)."""
+    headers = recently_parsed(message).root.headers
+    return [
+        mailbox.address
+        for raw in headers.get_all("from")
+        for mailbox in parse_addresses(raw)
+        if "@" in mailbox.address
+    ]
 
 
 def rule_verdict(decision: RuleDecision | None) -> Verdict | None:

@@ -178,7 +178,8 @@ class SqlMetadataStore(MailboxOperations):
 
     def get_account_by_id(self, account_id: int) -> Account | None:
         with self._read() as conn:
-            return _find_account(conn, accounts.c.id == account_id)
+            row = conn.execute(_ACCOUNT_BY_ID, {"wanted_id": account_id}).one_or_none()
+            return None if row is None else _account(row)
 
     def list_accounts(self, domain: str | None = None) -> list[Account]:
         query = select(accounts).order_by(accounts.c.address)
@@ -327,14 +328,19 @@ class SqlMetadataStore(MailboxOperations):
                     hosted=_domain_id(conn, _domain_of(addr)) is not None, accounts=()
                 )
             if owner.account_id is not None:
-                condition = accounts.c.id == owner.account_id
+                found = conn.execute(_ACCOUNT_BY_ID, {"wanted_id": owner.account_id})
             else:
-                condition = accounts.c.id.in_(
-                    select(alias_targets.c.account_id).where(
-                        alias_targets.c.alias_id == owner.alias_id
+                found = conn.execute(
+                    select(accounts)
+                    .where(
+                        accounts.c.id.in_(
+                            select(alias_targets.c.account_id).where(
+                                alias_targets.c.alias_id == owner.alias_id
+                            )
+                        )
                     )
+                    .order_by(accounts.c.address)
                 )
-            found = conn.execute(select(accounts).where(condition).order_by(accounts.c.address))
             return RecipientLookup(hosted=True, accounts=tuple(_account(row) for row in found))
 
     # --- mailboxes and messages -----------------------------------------------
@@ -573,10 +579,15 @@ class _Owner(NamedTuple):
     alias_id: int | None
 
 
+# Built once: the recipient look-ups run for every RCPT of every message.
+_ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("wanted_id"))
+_ADDRESS_OWNER = select(addresses.c.account_id, addresses.c.alias_id).where(
+    addresses.c.address == bindparam("wanted_address")
+)
+
+
 def _address_owner(conn: Connection, address: str) -> _Owner | None:
-    row = conn.execute(
-        select(addresses.c.account_id, addresses.c.alias_id).where(addresses.c.address == address)
-    ).one_or_none()
+    row = conn.execute(_ADDRESS_OWNER, {"wanted_address": address}).one_or_none()
     return None if row is None else _Owner(row.account_id, row.alias_id)
 
 
