@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -55,6 +56,12 @@ def _clean(text: str) -> str:
     return re.sub(r"[\r\n()\\]", "", text)[:255] or "unknown"
 
 
+@functools.lru_cache(maxsize=8)
+def _date(when: datetime) -> str:
+    """RFC 5322 date of a whole second: every message arriving in that second shares it."""
+    return format_datetime(when)
+
+
 def received_header(arrival: Arrival, hostname: str, recipient: str | None) -> str:
     """The Received line for this hop; `for <recipient>` only when there is one recipient
     (naming all of a message's recipients in every copy would disclose Bcc)."""
@@ -66,7 +73,7 @@ def received_header(arrival: Arrival, hostname: str, recipient: str | None) -> s
     return (
         f"Received: from {_clean(arrival.helo)} ({client_host} [{arrival.client_ip}])\r\n"
         f"\tby {hostname} (Tayori) with {protocol_keyword(arrival)} id {arrival.queue_id}"
-        f"{tls}{recipient_part}; {format_datetime(arrival.time)}\r\n"
+        f"{tls}{recipient_part}; {_date(arrival.time.replace(microsecond=0))}\r\n"
     )
 
 
