@@ -415,9 +415,9 @@ async def _run(settings: Settings) -> int:
 
 
 async def _run_mx_worker(settings: Settings, link: WorkerLink) -> int:
-    """An MX worker process (`[server] smtp_processes`): inbound SMTP on the inherited
-    sockets, its own store connections and group committer, until SIGTERM or until the
-    main process is gone."""
+    """An MX worker process (`[server] smtp_processes`): inbound SMTP on its own
+    SO_REUSEPORT socket for the MX address, its own store connections and group committer,
+    until SIGTERM or until the main process is gone."""
     stores = open_stores(settings.storage.url, settings.server.data_dir)
     committer = DeliveryCommitter(stores.metadata)
     committer.start()
