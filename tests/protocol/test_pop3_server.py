@@ -258,8 +258,9 @@ def _retr_raw(pop: poplib.POP3, number: int) -> bytes:
     return b"\r\n".join(lines) + b"\r\n"
 
 
-def test_in_order_download_reads_ahead_in_batches(env: Env) -> None:
-    raws = _numbered_messages(env, 80)
+def _opens_during_download(env: Env, raws: list[bytes]) -> tuple[list[int], list[str]]:
+    """RETR 1..N in order, each checked byte for byte; how many blobs had been opened after
+    each RETR, and which."""
     opened = _count_opens(env)
     counts: list[int] = []
 
@@ -271,6 +272,12 @@ def test_in_order_download_reads_ahead_in_batches(env: Env) -> None:
         pop.quit()
 
     env.run(lambda server, port: in_thread(lambda: client(port)))
+    return counts, opened
+
+
+def test_in_order_download_reads_ahead_in_batches(env: Env) -> None:
+    raws = _numbered_messages(env, 80)
+    counts, opened = _opens_during_download(env, raws)
     # RETR 1 reads 1 + 32 messages in one hop; RETR 2..33 come from memory; RETR 34 reads
     # the next 33, RETR 67 the last 14.
     assert counts[0] == 33
@@ -287,17 +294,7 @@ def test_read_ahead_stops_at_its_byte_budget(env: Env) -> None:
     assert _READAHEAD_BYTES // len(raws[0]) == 4
     for raw in raws:
         env.deliver(env.other.id, raw)
-    opened = _count_opens(env)
-    counts: list[int] = []
-
-    def client(port: int) -> None:
-        pop = login(port, "bob@example.jp")
-        for number, raw in enumerate(raws, start=1):
-            assert _retr_raw(pop, number) == raw
-            counts.append(len(opened))
-        pop.quit()
-
-    env.run(lambda server, port: in_thread(lambda: client(port)))
+    counts, _ = _opens_during_download(env, raws)
     # Four messages fit in the budget: each hop reads the asked one and four more.
     assert counts == [5, 5, 5, 5, 5, 8, 8, 8]
 
