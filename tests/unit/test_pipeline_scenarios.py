@@ -879,6 +879,8 @@ class Harness:
             return Observed(result, outcome.reason, "250", "", outcome.detail, auth)
         assert outcome.outcome == "rejected", outcome
         assert not any(filed.values())
+        if at == "data":  # the message was received: the outcome says which one it was
+            assert outcome.subject and "@sender.test" in outcome.message_id, outcome
         result = "tempfail" if outcome.reply.startswith("4") else "rejected"
         wire = rcpt if at == "rcpt" else told["DATA"]
         if at == "rcpt" or not wire.startswith("250"):

@@ -20,6 +20,7 @@ from tayori.core.address import AddressError, parse_address
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.delivery.forwarding import Forwarder
 from tayori.delivery.local import Filing, LocalDelivery, Recipient
+from tayori.delivery.summary import summarise
 from tayori.delivery.trace import Arrival, new_queue_id
 from tayori.mailauth.results import authentication_results, remove_our_headers, spam_headers
 from tayori.pipeline.inbound import InboundPipeline, MessageChecks
@@ -199,6 +200,7 @@ class InboundHandler:
                             mine_refusal,
                             recipient.account.id,
                             detail=mine.detail(),
+                            content=content,
                         )
                     )
                     continue
@@ -210,7 +212,9 @@ class InboundHandler:
             if message_refusal is not None and message_refusal.action in _REFUSING:
                 # SRS bounce relays (issue 3) follow the message's own checks.
                 relays_refused = [
-                    self._refusal_outcome(session, envelope, to, message_refusal, None)
+                    self._refusal_outcome(
+                        session, envelope, to, message_refusal, None, content=content
+                    )
                     for to in envelope.remote
                 ]
                 await asyncio.to_thread(self._metadata.record_outcomes, relays_refused)
@@ -367,7 +371,13 @@ class InboundHandler:
         account_id: int | None,
         told: bool = True,
         detail: str = "",
+        content: bytes | None = None,
     ) -> Outcome:
+        """`content`: the message, for a refusal at the end of DATA: its subject,
+        Message-ID and size then go into the outcome, so the member's history and the
+        doctor can show which message it was."""
+        summary = summarise(content) if content is not None else None
+        state = self._checked.get(session)
         return Outcome(
             direction=Direction.INBOUND,
             sender=envelope.sender,
@@ -377,9 +387,11 @@ class InboundHandler:
             reply=str(verdict.reply) if told else "",
             detail=(detail or verdict.detail)[:1000],
             account_id=account_id,
-            size=envelope.declared_size,
+            size=envelope.declared_size if content is None else len(content),
+            message_id=summary.message_id if summary else "",
+            subject=summary.subject if summary else "",
             remote_ip=peer_ip(session),
-            remote_host="unknown",
+            remote_host=(state.client.verified_host if state else "") or "unknown",
         )
 
 
