@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tayori.config.loader import InvalidConfigError, settings_from_mapping
@@ -45,9 +47,13 @@ def test_trusted_networks_match_addresses_and_networks() -> None:
 
 
 def test_a_bad_trusted_network_is_refused_with_its_name() -> None:
-    settings = settings_from_mapping({"inbound": {"trusted_networks": ["10.0.0.0/8", "mx1"]}})
+    # The loader refuses it (as `tayori config check` does) ...
+    with pytest.raises(ConfigError, match=r'inbound.trusted_networks\[1\] = "mx1": not an'):
+        settings_from_mapping({"inbound": {"trusted_networks": ["10.0.0.0/8", "mx1"]}})
+    # ... and so does the pipeline, for settings built some other way.
+    inbound = replace(InboundSettings(), trusted_networks=["10.0.0.0/8", "mx1"])
     with pytest.raises(ConfigError, match=r"inbound.trusted_networks: 'mx1' is not an address"):
-        InboundPipeline(DnsPythonResolver(DnsSettings()), settings.inbound, frozenset())
+        InboundPipeline(DnsPythonResolver(DnsSettings()), inbound, frozenset())
 
 
 def test_zones_as_a_list_of_tables() -> None:
