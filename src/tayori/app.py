@@ -39,6 +39,7 @@ from tayori.pipeline.spam_block import SpamBlock
 from tayori.rules.srs import load_or_create_key
 from tayori.servers.limits import ConnectionLimiter
 from tayori.servers.mx_workers import (
+    MxDispatcher,
     MxWorkers,
     WorkerLink,
     WorkerStartError,
@@ -172,6 +173,7 @@ class Service:
     janitor: HistoryJanitor | None = None
     listening: list[tuple[str, str]] = field(default_factory=list)
     mx_workers: MxWorkers | None = None
+    mx_dispatcher: MxDispatcher | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     """Periodic maintenance (Junk retention, issue 3), cancelled at stop."""
 
@@ -205,10 +207,13 @@ class Service:
                 log.warning("smtp_processes = %d ignored: no config file to start them", processes)
             if processes > 1 and settings.source is not None:
                 sockets = listening_sockets(listen.smtp.host, listen.smtp.port)
-                for accepting in await smtp.serve_sockets(sockets):
-                    self._record_listening("smtp", accepting)
                 self.mx_workers = MxWorkers(processes - 1, settings.source, self._wake)
+                self.mx_dispatcher = MxDispatcher(sockets, smtp, self.mx_workers)
                 await self.mx_workers.start()
+                self.mx_dispatcher.start()
+                for sock in sockets:
+                    host, port = sock.getsockname()[:2]
+                    self.listening.append(("smtp", str(HostPort(host, port))))
             else:
                 await self._listen("smtp", listen.smtp, smtp.start)
 
@@ -357,6 +362,8 @@ class Service:
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop accepting, let messages in flight finish, commit, then close the stores."""
+        if self.mx_dispatcher is not None:
+            await self.mx_dispatcher.close()
         closing = [server.close() for server in self.pop3]
         if self.web is not None:
             closing.append(self.web.stop())
@@ -415,9 +422,9 @@ async def _run(settings: Settings) -> int:
 
 
 async def _run_mx_worker(settings: Settings, link: WorkerLink) -> int:
-    """An MX worker process (`[server] smtp_processes`): inbound SMTP on its own
-    SO_REUSEPORT socket for the MX address, its own store connections and group committer,
-    until SIGTERM or until the main process is gone."""
+    """An MX worker process (`[server] smtp_processes`): inbound SMTP sessions the main
+    process hands over, with its own store connections and group committer, until SIGTERM
+    or until the main process is gone."""
     stores = open_stores(settings.storage.url, settings.server.data_dir)
     committer = DeliveryCommitter(stores.metadata)
     committer.start()
@@ -437,17 +444,16 @@ async def _run_mx_worker(settings: Settings, link: WorkerLink) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    watch = loop.create_task(link.main_process_gone())
-    watch.add_done_callback(lambda _: stop.set())
+    listener.notify_closed(link.session_ended)
+    serving = loop.create_task(link.serve(listener.take_connection))
+    serving.add_done_callback(lambda _: stop.set())  # the main process is gone
     try:
-        assert settings.listen.smtp is not None
-        smtp = settings.listen.smtp
-        await listener.serve_sockets(listening_sockets(smtp.host, smtp.port))
         link.ready()
         await stop.wait()
+        serving.cancel()
         await listener.close(SHUTDOWN_GRACE)
     finally:
-        watch.cancel()
+        serving.cancel()
         await asyncio.to_thread(committer.stop)
         stores.close()
     return 0

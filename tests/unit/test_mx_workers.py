@@ -1,5 +1,6 @@
 """The line between the main process and an MX worker: `R` marks it ready, `W` wakes the
-main process's queue runner, and the main process going away ends the worker's wait."""
+main process's queue runner, connections are handed over as descriptors and balanced by
+the sessions each process serves, and the main process going away ends the worker's wait."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tayori.servers.mx_workers import MxWorkers, WorkerLink, _Worker, listening_sockets
+from tayori.servers.mx_workers import (
+    MxDispatcher,
+    MxWorkers,
+    WorkerLink,
+    _Worker,
+    listening_sockets,
+)
 
 
 def test_ready_and_wake_reach_the_main_process(tmp_path: Path) -> None:
@@ -47,32 +54,98 @@ def test_ready_and_wake_reach_the_main_process(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) in (1, 2)
 
 
-def test_a_worker_sees_the_main_process_go() -> None:
-    async def scenario() -> None:
+def test_handed_over_connections_reach_the_worker_and_end_with_the_main_process() -> None:
+    """What `MxDispatcher` sends (a connection's descriptor) arrives as a usable socket;
+    `serve` returns when the main process's end closes, as after `kill -9`."""
+
+    async def scenario() -> bytes:
         ours, theirs = socket.socketpair()
-        theirs.setblocking(False)
+        ours.setblocking(False)
         link = WorkerLink(theirs)
-        waiting = asyncio.create_task(link.main_process_gone())
-        await asyncio.sleep(0.05)
-        assert not waiting.done()
-        ours.close()  # as when the main process exits or is killed
-        await asyncio.wait_for(waiting, 10)
-        link.wake()  # telling a gone process is not an error
-        theirs.close()
+        theirs.setblocking(False)
+        client, server_side = socket.socketpair()
+        got: list[socket.socket] = []
 
-    asyncio.run(scenario())
+        async def take(conn: socket.socket) -> None:
+            got.append(conn)
+
+        serving = asyncio.create_task(link.serve(take))
+        workers = MxWorkers(1, Path("unused.toml"), lambda: None)
+        process = subprocess.Popen([sys.executable, "-c", "pass"])
+        worker = _Worker(1, process, ours, asyncio.get_running_loop().create_future())
+        assert workers.hand_over(worker, server_side)
+        server_side.close()  # the main process's copy; the worker's stays open
+        assert worker.sessions == 1
+        for _ in range(500):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        got[0].setblocking(True)
+        got[0].sendall(b"220 hello\r\n")
+        answer = client.recv(100)
+        assert not serving.done()
+        ours.close()  # the main process is gone
+        await asyncio.wait_for(serving, 10)
+        link.session_ended()  # telling a gone process is not an error
+        for sock in (*got, client, theirs):
+            sock.close()
+        process.wait()
+        return answer
+
+    assert asyncio.run(scenario()) == b"220 hello\r\n"
 
 
-def test_every_process_gets_its_own_listening_socket_on_one_address() -> None:
-    first = listening_sockets("127.0.0.1", 0)
+class _Local:
+    """A stand-in for the main process's own listener."""
+
+    def __init__(self, live: int) -> None:
+        self.live_sessions = live
+        self.shutting_down = False
+        self.taken: list[socket.socket] = []
+
+    async def take_connection(self, sock: socket.socket) -> None:
+        self.taken.append(sock)
+
+
+def test_the_dispatcher_gives_each_connection_to_the_least_busy_process(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        workers = MxWorkers(2, tmp_path / "tayori.toml", lambda: None)
+        pairs = [socket.socketpair() for _ in range(2)]
+        for number, (ours, _) in enumerate(pairs, start=1):
+            ours.setblocking(False)
+            ready = loop.create_future()
+            ready.set_result(None)
+            process = subprocess.Popen([sys.executable, "-c", "pass"])
+            workers.workers.append(_Worker(number, process, ours, ready))
+        local = _Local(live=3)
+        dispatcher = MxDispatcher([], local, workers)
+        for _ in range(7):
+            a, b = socket.socketpair()
+            await dispatcher._place(b)
+            a.close()
+        sessions = [w.sessions for w in workers.workers]
+        for worker in workers.workers:
+            worker.process.wait()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+        for sock in local.taken:
+            sock.close()
+        return sessions, len(local.taken)
+
+    sessions, kept = asyncio.run(scenario())
+    # 3 + 7 connections over three processes: the workers catch up first, then all share.
+    assert sorted(sessions) == [3, 3] or sorted(sessions) == [3, 4]
+    assert kept + sum(sessions) == 7
+    assert max(sessions) - min(sessions) <= 1
+
+
+def test_listening_sockets_for_every_address_of_the_host() -> None:
+    opened = listening_sockets("127.0.0.1", 0)
     try:
-        port = first[0].getsockname()[1]
-        second = listening_sockets("127.0.0.1", port)  # SO_REUSEPORT: a second process
-        try:
-            assert [s.getsockname() for s in second] == [s.getsockname() for s in first]
-        finally:
-            for sock in second:
-                sock.close()
+        assert len(opened) == 1
+        assert opened[0].getsockname()[0] == "127.0.0.1"
     finally:
-        for sock in first:
+        for sock in opened:
             sock.close()

@@ -66,9 +66,10 @@ class ServerSettings:
         1,
         "Processes receiving inbound SMTP (MX) mail on the `[listen] smtp` address. Python "
         "runs one core per process: on a machine with more cores, set it to the number of "
-        "cores (at most 16) for more mail per second. The extra processes share the listening "
-        "socket and receive MX mail only; submission, POP3, the web and the outbound queue "
-        "stay in the main process. `[limits]` connection limits are counted per process.",
+        "cores (at most 16) for more mail per second. The main process accepts each MX "
+        "connection and hands it to the process serving the fewest sessions; the extra "
+        "processes receive MX mail only, while submission, POP3, the web and the outbound "
+        "queue stay in the main process. `[limits]` connection limits are counted per process.",
         maximum=16,
     )
 

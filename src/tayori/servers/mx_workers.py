@@ -2,31 +2,34 @@
 one core: Python runs one core per process, and receiving mail is CPU work (parsing,
 checks, the spam classifier, the store's statements).
 
-Every process (the main one and each worker) listens on the MX address with its own socket
-and SO_REUSEPORT, so the kernel spreads new connections evenly over them (one shared socket
-lets the least busy process win every race, and a few long sessions would all land on one
-process). Workers only receive MX mail (durably, with their own group committer on the
-shared store); the queue runner and every other role stay in the main process. A socket
-pair links each worker to the main process: the worker writes `R` once it accepts
-connections and `W` when it queued something (a forwarded copy), so the main process's
-queue runner starts at once; the main process stops a worker with SIGTERM, and a worker
-whose main process went away (the pair reaches end of file, even after `kill -9`) stops
-accepting at once and finishes the messages it is receiving.
+The main process accepts every MX connection and hands it to the process with the fewest
+sessions, itself included (`MxDispatcher`): the kernel's own spreading (one socket each
+with SO_REUSEPORT) hashes connections, and ten sessions came out 7 / 3 or 2 / 8, leaving
+one process busy and the other idle. A connection is handed over as its file descriptor
+(SCM_RIGHTS) on a socket pair that links each worker to the main process. On that pair the
+worker writes `R` once it serves, `W` when it queued something (a forwarded copy: the main
+process's queue runner looks at once) and `-` when a session ends (the count the main
+process balances by). Workers only receive MX mail, each with its own group commit on the
+shared store; the queue runner and every other role stay in the main process. The main
+process stops a worker with SIGTERM; a worker whose main process went away (the pair
+reaches end of file, even after `kill -9`) finishes the sessions it has and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +38,20 @@ WORKER_ENV = "TAYORI_MX_WORKER"
 
 READY = b"R"
 WAKE = b"W"
+CLOSED = b"-"
+HANDOFF = b"C"
 START_TIMEOUT = 120.0
-"""Seconds a worker may take to open the store and start accepting."""
+"""Seconds a worker may take to open the store and start serving."""
+_FDS_PER_READ = 32
 
 
 class WorkerStartError(RuntimeError):
-    """A worker process did not start accepting connections."""
+    """A worker process did not start serving."""
 
 
 def listening_sockets(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
-    """Bound, listening SO_REUSEPORT sockets for every address `host` resolves to (as
-    asyncio's create_server would open): each MX process opens its own."""
+    """Bound, listening sockets for every address `host` resolves to (as asyncio's
+    create_server would open), for the main process to accept on."""
     opened: list[socket.socket] = []
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -57,7 +63,6 @@ def listening_sockets(host: str, port: int, backlog: int = 1024) -> list[socket.
             sock = socket.socket(family, kind, proto)
             opened.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
@@ -77,11 +82,14 @@ class _Worker:
     control: socket.socket
     ready: asyncio.Future[None]
     reader: asyncio.Task[None] | None = None
+    sessions: int = 0
+    """Connections handed to it and not yet reported ended."""
+    alive: bool = True
 
 
 @dataclass
 class MxWorkers:
-    """The main process's side: start, watch and stop the worker processes."""
+    """The main process's side: start, feed, watch and stop the worker processes."""
 
     count: int
     config_path: Path
@@ -90,8 +98,8 @@ class MxWorkers:
     stopping: bool = False
 
     async def start(self) -> None:
-        """Start every worker and return once each accepts connections; raises (after
-        stopping those started) when one fails to."""
+        """Start every worker and return once each serves; raises WorkerStartError (after
+        stopping those started) when one does not."""
         loop = asyncio.get_running_loop()
         try:
             for number in range(1, self.count + 1):
@@ -129,7 +137,7 @@ class MxWorkers:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await loop.sock_recv(worker.control, 64)
+                data = await loop.sock_recv(worker.control, 4096)
             except OSError:
                 data = b""
             if not data:
@@ -138,18 +146,30 @@ class MxWorkers:
                 worker.ready.set_result(None)
             if WAKE in data:
                 self.on_wake()
+            worker.sessions = max(0, worker.sessions - data.count(CLOSED))
+        worker.alive = False
         status = await asyncio.to_thread(worker.process.wait)
         if not worker.ready.done():
             worker.ready.set_exception(
                 WorkerStartError(f"SMTP worker process {worker.number} exited with status {status}")
             )
         elif not self.stopping:
-            # The other processes keep serving the shared socket; the admin is told.
+            # The main process (and any other worker) goes on serving; the admin is told.
             log.error(
                 "SMTP worker process %d exited with status %s; the others go on",
                 worker.number,
                 status,
             )
+
+    def hand_over(self, worker: _Worker, conn: socket.socket) -> bool:
+        """Pass an accepted connection to `worker`; False (the caller serves it) when the
+        worker cannot take it now."""
+        try:
+            socket.send_fds(worker.control, [HANDOFF], [conn.fileno()])
+        except OSError:
+            return False
+        worker.sessions += 1
+        return True
 
     async def stop(self, grace: float) -> None:
         """SIGTERM each worker (it finishes messages in flight, up to `grace` seconds),
@@ -169,6 +189,76 @@ class MxWorkers:
                 await asyncio.gather(worker.reader, return_exceptions=True)
             worker.control.close()
         self.workers.clear()
+
+
+class LocalListener(Protocol):
+    """The main process's own MX listener, as the dispatcher sees it."""
+
+    @property
+    def live_sessions(self) -> int: ...
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    async def take_connection(self, sock: socket.socket) -> None: ...
+
+
+class MxDispatcher:
+    """The main process accepts MX connections and gives each to the process serving the
+    fewest sessions now (its own listener included; ties go round in turn)."""
+
+    def __init__(
+        self, sockets: Sequence[socket.socket], local: LocalListener, workers: MxWorkers
+    ) -> None:
+        self.sockets = list(sockets)
+        self._local = local
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._turn = itertools.count()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._accept(sock)) for sock in self.sockets]
+
+    async def _accept(self, listening: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listening)
+            except OSError as error:  # e.g. EMFILE: say so, breathe, go on
+                log.warning("accepting an MX connection failed: %s", error)
+                await asyncio.sleep(0.1)
+                continue
+            await self._place(conn)
+
+    async def _place(self, conn: socket.socket) -> None:
+        options: list[_Worker | None] = [None]  # None: this process
+        if not self._local.shutting_down:
+            options += [w for w in self._workers.workers if w.alive and w.ready.done()]
+        turn = next(self._turn)
+
+        def load(entry: tuple[int, _Worker | None]) -> tuple[int, int]:
+            index, option = entry
+            sessions = self._local.live_sessions if option is None else option.sessions
+            return sessions, (index - turn) % len(options)
+
+        _, chosen = min(enumerate(options), key=load)
+        if chosen is not None and self._workers.hand_over(chosen, conn):
+            conn.close()  # the worker has its own copy now
+            return
+        try:
+            await self._local.take_connection(conn)
+        except OSError as error:  # the client left before we started
+            log.info("an MX connection failed before it started: %s", error)
+            conn.close()
+
+    async def close(self) -> None:
+        """Stop accepting (before the listeners close their sessions)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self.sockets:
+            sock.close()
 
 
 @dataclass
@@ -193,17 +283,42 @@ class WorkerLink:
         """Something was queued: the main process's queue runner should look now."""
         self._send(WAKE)
 
+    def session_ended(self) -> None:
+        self._send(CLOSED)
+
     def _send(self, data: bytes) -> None:
         with contextlib.suppress(OSError):  # the main process is gone: nothing to tell
             self.control.send(data)
 
-    async def main_process_gone(self) -> None:
-        """Returns when the main process closed its end (stopped, crashed or was killed)."""
+    async def serve(self, take: Callable[[socket.socket], Awaitable[None]]) -> None:
+        """Serve each connection the main process hands over with `take`; returns when the
+        main process closed its end (stopped, crashed or was killed)."""
         loop = asyncio.get_running_loop()
-        while True:
+        arrived: asyncio.Queue[socket.socket | None] = asyncio.Queue()
+
+        def readable() -> None:
             try:
-                data = await loop.sock_recv(self.control, 64)
+                data, fds, _, _ = socket.recv_fds(self.control, 1024, _FDS_PER_READ)
+            except BlockingIOError:
+                return
             except OSError:
-                return
-            if not data:
-                return
+                data, fds = b"", []
+            for fd in fds:
+                arrived.put_nowait(socket.socket(fileno=fd))
+            if not data and not fds:
+                loop.remove_reader(self.control.fileno())
+                arrived.put_nowait(None)
+
+        loop.add_reader(self.control.fileno(), readable)
+        try:
+            while (conn := await arrived.get()) is not None:
+                conn.setblocking(False)
+                try:
+                    await take(conn)
+                except OSError as error:  # the client left while being handed over
+                    log.info("a handed-over MX connection failed: %s", error)
+                    conn.close()
+                    self.session_ended()
+        finally:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(self.control.fileno())

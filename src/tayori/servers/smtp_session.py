@@ -10,11 +10,12 @@ differ only in their handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -59,6 +60,8 @@ class _Connections:
 
     live: set[TayoriSmtp] = field(default_factory=set)
     shutting_down: bool = False
+    on_closed: Callable[[], None] | None = None
+    """Told when a session ends (an MX worker tells the main process, which balances)."""
 
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -133,13 +136,17 @@ class TayoriSmtp(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._refused:
-            return
-        if self._counted_ip is not None:
-            self._limiter.release(self._counted_ip)
-            self._counted_ip = None
-            self._connections.live.discard(self)
-        super().connection_lost(error)
+        try:
+            if self._refused:
+                return
+            if self._counted_ip is not None:
+                self._limiter.release(self._counted_ip)
+                self._counted_ip = None
+                self._connections.live.discard(self)
+            super().connection_lost(error)
+        finally:
+            if self._connections.on_closed is not None:
+                self._connections.on_closed()
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, bytes):  # AUTH challenges (334): never an enhanced code
@@ -228,15 +235,29 @@ class SmtpListener:
         self._servers.append(server)
         return server
 
-    async def serve_sockets(self, sockets: Sequence[socket.socket]) -> list[asyncio.Server]:
-        """Accept on sockets opened elsewhere (shared with the MX worker processes)."""
+    async def take_connection(self, sock: socket.socket) -> None:
+        """Serve a connection accepted elsewhere: the main process accepts MX connections
+        and shares them out among its worker processes (`tayori.servers.mx_workers`)."""
+        if self._connections.shutting_down:
+            with contextlib.suppress(OSError):
+                sock.sendall(f"{SHUTTING_DOWN}\r\n".encode())
+            sock.close()
+            return
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # As asyncio's own servers do: a reply must not wait for Nagle's algorithm
+            # (with the client's delayed ACK that costs 40 ms per exchange).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         loop = asyncio.get_running_loop()
         context = self._ssl_context if self._implicit_tls else None
-        servers = [
-            await loop.create_server(self._protocol, sock=sock, ssl=context) for sock in sockets
-        ]
-        self._servers.extend(servers)
-        return servers
+        await loop.connect_accepted_socket(self._protocol, sock, ssl=context)
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._connections.shutting_down
+
+    def notify_closed(self, callback: Callable[[], None]) -> None:
+        """`callback()` after every session of this listener ends."""
+        self._connections.on_closed = callback
 
     @property
     def live_sessions(self) -> int:
