@@ -8,6 +8,7 @@ with submission (`smtp_session`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from tayori.rules.model import AccountFilters
 from tayori.rules.srs import is_srs
 from tayori.servers.smtp_session import LOCAL_ERROR, SessionEnvelope
 from tayori.storage.interfaces import MetadataStore
-from tayori.storage.records import Account, RecipientLookup, SpecialUse
+from tayori.storage.records import Account, MessageSummary, RecipientLookup, SpecialUse
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ class InboundHandler:
             filing = {}
             refused: list[Outcome] = []
             keep: list[Recipient] = []
+            # Parsed once, and only when something is refused (the outcome names the message).
+            received = functools.cache(lambda: (summarise(content), len(content)))
             for recipient in envelope.recipients:
                 mine = decision
                 for step in self._pipeline.recipient_steps:
@@ -200,7 +203,7 @@ class InboundHandler:
                             mine_refusal,
                             recipient.account.id,
                             detail=mine.detail(),
-                            content=content,
+                            received=received(),
                         )
                     )
                     continue
@@ -213,7 +216,7 @@ class InboundHandler:
                 # SRS bounce relays (issue 3) follow the message's own checks.
                 relays_refused = [
                     self._refusal_outcome(
-                        session, envelope, to, message_refusal, None, content=content
+                        session, envelope, to, message_refusal, None, received=received()
                     )
                     for to in envelope.remote
                 ]
@@ -371,12 +374,12 @@ class InboundHandler:
         account_id: int | None,
         told: bool = True,
         detail: str = "",
-        content: bytes | None = None,
+        received: tuple[MessageSummary, int] | None = None,
     ) -> Outcome:
-        """`content`: the message, for a refusal at the end of DATA: its subject,
-        Message-ID and size then go into the outcome, so the member's history and the
-        doctor can show which message it was."""
-        summary = summarise(content) if content is not None else None
+        """`received`: the message's summary and size, for a refusal at the end of DATA:
+        its subject and Message-ID then go into the outcome, so the member's history and
+        the doctor can show which message it was."""
+        summary, size = received if received is not None else (None, envelope.declared_size)
         state = self._checked.get(session)
         return Outcome(
             direction=Direction.INBOUND,
@@ -387,7 +390,7 @@ class InboundHandler:
             reply=str(verdict.reply) if told else "",
             detail=(detail or verdict.detail)[:1000],
             account_id=account_id,
-            size=envelope.declared_size if content is None else len(content),
+            size=size,
             message_id=summary.message_id if summary else "",
             subject=summary.subject if summary else "",
             remote_ip=peer_ip(session),
