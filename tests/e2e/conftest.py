@@ -26,10 +26,22 @@ ROLES = ("smtp", "submission", "submissions", "pop3", "pop3s")
 DOMAIN = "example.test"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on, never one this test process handed out before.
+
+    The kernel may give the same ephemeral port to two successive `bind(port 0)` calls once
+    the first socket is closed, so without the memory one instance's listeners could be
+    configured on the same port (CI saw `listen.pop3` and `listen.submissions` collide)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class Instance:
