@@ -175,12 +175,31 @@ def test_doctor_page_shows_evidence_names_in_the_members_language(
     ):
         assert fact.format(key=key, label=ja, value=value) in japanese
         assert fact.format(key=key, label=en, value=value) in english
+    # Values that are our own words are translated too; the member's data is not.
+    for key, label_ja, value_ja, label_en, value_en in (
+        ("direction", "方向", "受信したメール", "Direction", "Mail to me"),
+        ("outcome", "結果", "拒否", "Result", "Refused"),
+        ("scope", "適用範囲", "あなた自身のルール", "Scope", "Your own rule"),
+    ):
+        assert fact.format(key=key, label=label_ja, value=value_ja) in japanese
+        assert fact.format(key=key, label=label_en, value=value_en) in english
+    assert (
+        re.findall(
+            r'data-key="(?:direction|outcome|scope)"><span class="key">[^<]*</span>: '
+            r"(in|out|rejected|account)<",
+            japanese + english,
+        )
+        == []
+    )
     for text in (japanese, english):
         assert '<span class="key">sender</span>' not in text
         assert re.findall(r'<span class="key">([a-z_]+)</span>', text) == []
     findings = client.get("/api/v1/doctor?problem=missing&sender=pest@remote.test").json()
     evidence = findings[0]["evidence"]
     assert any(item.get("sender") == "pest@remote.test" for item in evidence), evidence
+    assert {
+        (item.get("direction"), item.get("outcome")) for item in evidence if "outcome" in item
+    } == {("in", "rejected")}
     assert [name for item in evidence for name in item if not re.fullmatch("[a-z_]+", name)] == []
 
 

@@ -15,14 +15,15 @@ from tayori.web.i18n import (
     zone,
 )
 from tayori.web.render import FOLDER_NAMES
-from tayori.web.routes.doctor import EVIDENCE_LABELS
+from tayori.web.routes.doctor import EVIDENCE_LABELS, EVIDENCE_VALUES
 from tests.web.msgids import used_msgids
 
 
 def test_every_msgid_is_in_both_catalogues() -> None:
     catalogues = Catalogues.load()
     used = used_msgids()
-    wanted = set(used) | set(FOLDER_NAMES.values()) | set(EVIDENCE_LABELS.values())
+    values = {msgid for by_value in EVIDENCE_VALUES.values() for msgid in by_value.values()}
+    wanted = set(used) | set(FOLDER_NAMES.values()) | set(EVIDENCE_LABELS.values()) | values
     assert len(wanted) > 50
     for language in ("ja", "en"):
         missing = sorted(m for m in wanted if m not in catalogues.messages[language])

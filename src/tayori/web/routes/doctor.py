@@ -16,13 +16,17 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tayori.core.outcome import Direction
 from tayori.diagnostics.doctor import Doctor, DoctorQuery
 from tayori.diagnostics.findings import Fact, Finding, Problem
+from tayori.diagnostics.remote_reply import RemoteRefusal
 from tayori.dns.resolver import DnsPythonResolver
+from tayori.rules.model import Scope
 from tayori.web.context import WebContext, web_context
 from tayori.web.deps import Member, api_member, current_member
 from tayori.web.i18n import Translator
 from tayori.web.render import NAV_LINKS, render
+from tayori.web.routes.history import OUTCOME_LABELS
 
 router = APIRouter()
 MemberDep = Annotated[Member, Depends(current_member)]
@@ -93,17 +97,57 @@ JSON API and `tayori doctor --json` (a public interface); only the page shows th
 member's language. A name missing here shows as itself with spaces for underscores."""
 
 
+_YES_NO = {"yes": "Yes", "no": "No"}
+
+EVIDENCE_VALUES: dict[str, dict[str, str]] = {
+    "direction": {Direction.INBOUND: "Mail to me", Direction.OUTBOUND: "Mail I sent"},
+    "outcome": OUTCOME_LABELS,
+    "refusal": {
+        RemoteRefusal.USER_UNKNOWN: "The address does not exist there",
+        RemoteRefusal.MAILBOX_FULL: "The recipient's mailbox is full",
+        RemoteRefusal.REPUTATION: "Refused for the sending server's reputation",
+        RemoteRefusal.BLOCKED: "Blocked by the receiving side",
+        RemoteRefusal.REJECTED: "Refused by the receiving server",
+        "queue.expired": "Could not be delivered in time",
+        "remote.null_mx": "The domain accepts no mail",
+    },
+    "dns": {
+        "exists": "The domain exists",
+        "nxdomain": "No such domain",
+        "null_mx": "The domain accepts no mail",
+        "tempfail": "DNS did not answer",
+    },
+    "scope": {
+        Scope.ACCOUNT: "Your own rule",
+        Scope.DOMAIN: "Domain rule",
+        Scope.GLOBAL: "Service-wide rule",
+    },
+    "pattern": {"(admin)": "(set by the administrator)"},
+    "matched": {"envelope sender": "Envelope sender", "From:": "From: header"},
+    "listed": _YES_NO,
+    "keep_copy": _YES_NO,
+}
+"""Evidence values that are words of ours (not the member's data) -> msgid, per fact name.
+The API and `tayori doctor --json` keep the plain values; the page shows them translated."""
+
+
 def evidence_rows(t: Translator, finding: Finding) -> list[list[tuple[str, str, Fact]]]:
     """Each evidence item as (name, label, value) facts, empty values left out; the name is
-    kept for the page's `data-key` so scripts and tests need not read the label."""
+    kept for the page's `data-key` so scripts and tests need not read the label. Values of
+    ours (directions, results, DNS answers…) are in the member's language too."""
     return [
         [
-            (key, t(EVIDENCE_LABELS.get(key, key.replace("_", " "))), value)
+            (key, t(EVIDENCE_LABELS.get(key, key.replace("_", " "))), _value(t, key, value))
             for key, value in item.facts.items()
             if value != ""
         ]
         for item in finding.evidence
     ]
+
+
+def _value(t: Translator, key: str, value: Fact) -> Fact:
+    msgid = EVIDENCE_VALUES.get(key, {}).get(str(value))
+    return value if msgid is None else t(msgid)
 
 
 def _doctor(request: Request) -> Doctor:
