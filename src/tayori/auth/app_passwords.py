@@ -9,6 +9,7 @@ letters and digits, without look-alikes) is easy to type on a phone and has ~82 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 
 from tayori.auth.passwords import hash_password, verify_password
@@ -56,14 +57,25 @@ def create_app_password(store: MemberStore, account_id: int, name: str) -> tuple
 
 
 def find_app_password(
-    store: MemberStore, account_id: int, typed: str, now: datetime
+    store: MemberStore,
+    account_id: int,
+    typed: str,
+    now: datetime,
+    verify: Callable[[str | None, str], bool] = verify_password,
 ) -> AppPassword | None:
-    """The app password the text is, marking it used; None when it is none of them."""
+    """The app password the text is, marking it used; None when it is none of them.
+    `verify`: a hash check that may remember recent successes (`RecentlyVerified.verify`)."""
     if not looks_like_app_password(typed):
         return None
     text = normalise(typed)
-    for record in store.list_app_passwords(account_id):
-        if verify_password(record.password_hash, text):
+    # Each wrong candidate costs a full argon2 check: the one used last is the likeliest.
+    records = sorted(
+        store.list_app_passwords(account_id),
+        key=lambda r: r.last_used.timestamp() if r.last_used is not None else float("-inf"),
+        reverse=True,
+    )
+    for record in records:
+        if verify(record.password_hash, text):
             store.touch_app_password(record.id, now)
             return record
     return None

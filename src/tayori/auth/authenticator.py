@@ -15,8 +15,8 @@ from enum import StrEnum
 
 from tayori.auth import totp
 from tayori.auth.app_passwords import find_app_password, looks_like_app_password
-from tayori.auth.passwords import verify_password
 from tayori.auth.throttle import LoginThrottle
+from tayori.auth.verified_cache import RecentlyVerified
 from tayori.config.settings import AuthSettings
 from tayori.core.address import AddressError, canonical
 from tayori.core.outcome import utcnow
@@ -95,9 +95,14 @@ class Authenticator:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         member: MemberStore | None = None,
+        verified: RecentlyVerified | None = None,
     ) -> None:
-        """`member`: where TOTP and app passwords live; without it, account passwords only."""
+        """`member`: where TOTP and app passwords live; without it, account passwords only.
+        `verified`: the passwords that passed recently (default: from `settings`)."""
         self._member = member
+        self._verified = (
+            RecentlyVerified(settings.verified_password_ttl) if verified is None else verified
+        )
         self._metadata = metadata
         self._throttle = throttle
         self._settings = settings
@@ -197,20 +202,21 @@ class Authenticator:
             else None
         )
         totp_on = state is not None and state.enabled
+        verify = self._verified.verify
         if purpose is LoginPurpose.WEB:
-            return account, verify_password(password_hash, password), _Extra(totp_on)
+            return account, verify(password_hash, password), _Extra(totp_on)
         # Mail programs and the API: app passwords always; the account password only
         # while two-step login is off.
-        if not totp_on and verify_password(password_hash, password):
+        if not totp_on and verify(password_hash, password):
             return account, True, _Extra()
         if account is not None and self._member is not None:
-            found = find_app_password(self._member, account.id, password, utcnow())
+            found = find_app_password(self._member, account.id, password, utcnow(), verify)
             if found is not None:
                 return account, True, _Extra(name=found.name)
         if totp_on and not looks_like_app_password(password):
             # Same cost as a wrong password; the right account password is still refused,
             # but is not counted as a guess (see `login`).
-            return account, False, _Extra(account_password=verify_password(password_hash, password))
+            return account, False, _Extra(account_password=verify(password_hash, password))
         return account, False, _Extra()
 
 

@@ -12,14 +12,23 @@ _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("tayori-no-such-account")
 
 
+def _utf8(password: str) -> bytes:
+    """Any text, also with lone surrogates (what a protocol's surrogateescape decoding makes of
+    bytes that are not UTF-8): argon2-cffi's own encoding would raise on those."""
+    return password.encode("utf-8", "surrogatepass")
+
+
 def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
+    return _HASHER.hash(_utf8(password))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when the password matches; a missing hash still costs one verification."""
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return (
+            _HASHER.verify(password_hash or _DUMMY_HASH, _utf8(password))
+            and password_hash is not None
+        )
     except (VerificationError, InvalidHashError):
         return False
 

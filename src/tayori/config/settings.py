@@ -197,6 +197,15 @@ class AuthSettings:
     )
     failure_window: float = setting(900.0, "Seconds over which failed logins are counted.")
     lockout: float = setting(900.0, "Seconds a locked-out account or address is refused.")
+    verified_password_ttl: float = setting(
+        900.0,
+        "Seconds a password that passed the (deliberately slow) argon2 check is remembered, so "
+        "mail programs that log in every few minutes do not cost 0.1 s of CPU each time. Only "
+        "successes are remembered, as a keyed SHA-256 in the server's memory (never on disk); "
+        "wrong passwords always pay the full cost. Whoever can read the server's memory could "
+        "test guesses against recently used passwords quickly. 0: remember nothing.",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
