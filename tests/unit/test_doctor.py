@@ -15,7 +15,12 @@ import pytest
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
 from tayori.diagnostics.doctor import DoctorQuery
 from tayori.diagnostics.findings import Evidence, Finding, Text, fill, ranked, spam_facts
-from tayori.diagnostics.history import HistoryFilter, HistoryJanitor, purge_history
+from tayori.diagnostics.history import (
+    HistoryFilter,
+    HistoryJanitor,
+    member_history,
+    purge_history,
+)
 from tayori.diagnostics.remote_reply import RemoteRefusal, classify, explanation
 from tayori.storage.factory import Stores, migrate, open_stores
 from tests.conftest import temporary_pg_database
@@ -206,3 +211,41 @@ def test_the_janitor_task_purges_at_start_and_stops(tmp_path: Path) -> None:
         assert stores.metadata.list_outcomes() == []
     finally:
         stores.close()
+
+
+def test_a_filtered_history_looks_further_back_than_one_scan(fresh_stores: Stores) -> None:
+    """Filters the database cannot apply (part of an address, direction, result) run on the
+    newest rows; when those do not fill the page, older rows are read too."""
+    metadata = fresh_stores.metadata
+    metadata.add_domain("example.test")
+    account = metadata.add_account("alice@example.test", "x", 0)
+    rows = [
+        outcome(
+            subject=f"news {n}",
+            account_id=account.id,
+            outcome=OutcomeKind.DELIVERED,
+            reason="delivered",
+            time=NOW - timedelta(minutes=n),
+        )
+        for n in range(40)
+    ]
+    rows.append(
+        outcome(
+            sender="rare@elsewhere.test",
+            subject="the needle",
+            account_id=account.id,
+            time=NOW - timedelta(days=3),
+        )
+    )
+    metadata.record_outcomes(rows)
+
+    def page(filters: HistoryFilter, limit: int = 100) -> list[str]:
+        found = member_history(metadata, account, filters, lang="en", limit=limit, scan=5)
+        return [row.subject for row in found]
+
+    assert page(HistoryFilter(party="rare@")) == ["the needle"]
+    assert page(HistoryFilter(outcome="rejected")) == ["the needle"]
+    assert page(HistoryFilter(subject="NEEDLE")) == ["the needle"]
+    assert page(HistoryFilter(party="nobody@")) == []
+    assert page(HistoryFilter(), limit=12) == [f"news {n}" for n in range(12)]
+    assert len(page(HistoryFilter(direction="in"))) == 41

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 SCAN = 5000
 """Outcomes read per source when filtering a member's history (newest first)."""
+_SCAN_MAX = 320_000
+"""Beyond this many rows per source a filtered history page stops looking further back:
+more than a busy member collects in the default 90 days of retention."""
 
 _PLACED = re.compile(r"\bmailbox=(?P<mailbox>.+?) uid=(?P<uid>\d+)\s*$")
 _ZONE = re.compile(r"blocked using (\S+)")
@@ -71,28 +74,48 @@ def member_outcomes(
     limit: int = SCAN,
 ) -> list[StoredOutcome]:
     """The member's outcomes, newest first (see the module docstring for which ones)."""
+    return _scan(metadata, account, since=since, until=until, sender=sender, limit=limit)[0]
+
+
+def _scan(
+    metadata: MetadataStore,
+    account: Account,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    sender: str | None = None,
+    subject: str | None = None,
+    limit: int,
+) -> tuple[list[StoredOutcome], bool]:
+    """`member_outcomes`, and whether they are all there are (no source reached `limit`)."""
     addresses = member_addresses(metadata, account)
     found: dict[int, StoredOutcome] = {}
-    batches = [
-        metadata.list_outcomes(
-            account_id=account.id, since=since, until=until, sender=sender, limit=limit
+
+    def read(
+        account_id: int | None = None, sender: str | None = None, recipient: str | None = None
+    ) -> list[StoredOutcome]:
+        return metadata.list_outcomes(
+            account_id=account_id,
+            sender=sender,
+            recipient=recipient,
+            since=since,
+            until=until,
+            subject_contains=subject,
+            limit=limit,
         )
-    ]
+
+    batches = [read(account_id=account.id, sender=sender)]
     for address in addresses:
-        batches.append(
-            metadata.list_outcomes(
-                recipient=address, since=since, until=until, sender=sender, limit=limit
-            )
-        )
+        batches.append(read(recipient=address, sender=sender))
         if sender is None or sender.lower() == address:
-            batches.append(metadata.list_outcomes(sender=address, since=since, until=until))
+            batches.append(read(sender=address))
     wanted = set(addresses)
     for batch in batches:
         for stored in batch:
             if _belongs(stored.outcome, account.id, wanted):
                 found[stored.id] = stored
     ordered = sorted(found.values(), key=lambda s: (s.outcome.time, s.id), reverse=True)
-    return ordered[:limit]
+    return ordered[:limit], all(len(batch) < limit for batch in batches)
 
 
 def placed(outcome: Outcome) -> tuple[str, int] | None:
@@ -231,10 +254,22 @@ def member_history(
     lang: str = "ja",
     limit: int = 100,
     offset: int = 0,
+    scan: int = SCAN,
 ) -> list[HistoryEntry]:
-    """The member's history page: newest first, filtered, in `lang`."""
-    found = member_outcomes(metadata, account, since=filters.since, until=filters.until)
-    rows = [stored for stored in found if filters.matches(stored.outcome)]
+    """The member's history page: newest first, filtered, in `lang`.
+
+    The subject and dates are filtered by the database; the rest (a part of an address,
+    direction, result) here, so when too few rows of the newest `scan` match, older ones
+    are read too, until the page is full or the history has no more."""
+    subject = filters.subject.strip() or None
+    while True:
+        found, complete = _scan(
+            metadata, account, since=filters.since, until=filters.until, subject=subject, limit=scan
+        )
+        rows = [stored for stored in found if filters.matches(stored.outcome)]
+        if complete or len(rows) >= offset + limit or scan >= _SCAN_MAX:
+            break
+        scan = min(scan * 4, _SCAN_MAX)
     linker = Linker(metadata, account.id)
     return [entry(stored, lang, linker) for stored in rows[offset : offset + limit]]
 
