@@ -319,3 +319,52 @@ def test_the_recipients_reject_list_holds_for_webmail_too(env: Env) -> None:
     assert env.mailbox(env.bob, SpecialUse.INBOX) == []
     bobs = [o.outcome.reason for o in env.stores.metadata.list_outcomes(account_id=env.bob.id)]
     assert bobs == ["rule.reject"]
+
+
+def test_members_send_as_their_aliases(env: Env) -> None:
+    env.stores.metadata.add_alias("info@example.test", ["alice@example.test"])
+    assert run(env.compose.sender_addresses(env.alice)) == [
+        "alice@example.test",
+        "info@example.test",
+    ]
+    assert run(env.compose.sender_addresses(env.bob)) == ["bob@example.test"]
+    first = ComposeForm(to="info@example.test", cc="carol@remote.test", subject="Shop")
+    run(env.compose.send(env.bob, first, [], "192.0.2.7"))
+    [original] = env.mailbox(env.alice, SpecialUse.INBOX)
+
+    # A reply goes out from the alias the message came to, and reply-all leaves it out.
+    everyone = run(env.compose.reply_form(env.alice, original.id, everyone=True))
+    assert everyone.from_address == "info@example.test"
+    assert everyone.to == "bob@example.test" and everyone.cc == "carol@remote.test"
+    run(env.compose.send(env.alice, everyone, [], "192.0.2.7"))
+    [reply] = env.mailbox(env.bob, SpecialUse.INBOX)
+    parsed = parse_message(env.raw(reply))
+    assert [m.address for m in parsed.from_] == ["info@example.test"]
+    assert parsed.message_id.endswith("@example.test")
+    assert b"Return-Path: <info@example.test>" in env.raw(reply)
+    assert sorted(q.sender for q in env.stores.queue.list_queue()) == [
+        "bob@example.test",
+        "info@example.test",
+    ]
+
+    # A draft keeps the choice; an address that is not the member's is refused, not sent.
+    draft_id = run(
+        env.compose.save_draft(env.alice, ComposeForm(from_address="INFO@example.test"), [])
+    )
+    reopened, _ = run(env.compose.draft_form(env.alice, draft_id))
+    assert reopened.from_address == "info@example.test"
+    with pytest.raises(UserError) as caught:
+        run(
+            env.compose.send(
+                env.alice,
+                ComposeForm(to="bob@example.test", from_address="bob@example.test"),
+                [],
+                "",
+            )
+        )
+    assert caught.value.code == "sender.not_owned"
+    assert len(env.mailbox(env.bob, SpecialUse.INBOX)) == 1
+    # Without a choice (or with the primary address) nothing changes.
+    run(env.compose.send(env.alice, ComposeForm(to="bob@example.test", subject="plain"), [], ""))
+    latest = max(env.mailbox(env.bob, SpecialUse.INBOX), key=lambda m: m.id)
+    assert [m.address for m in parse_message(env.raw(latest)).from_] == ["alice@example.test"]

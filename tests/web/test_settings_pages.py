@@ -255,6 +255,45 @@ def test_compose_without_a_submission_path_saves_drafts(
     assert sent.status_code == 400 and "このサーバーでは送信できません" in sent.text
 
 
+def test_compose_offers_the_members_aliases_as_from(
+    member_client: TestClient, web_env: WebEnv
+) -> None:
+    signed_in(member_client, web_env)
+    single = member_client.get("/compose").text
+    assert '<output id="from">' in single and 'name="from_address"' not in single
+    domain = web_env.address.rpartition("@")[2]
+    web_env.stores.metadata.add_alias(f"shop@{domain}", [web_env.address])
+    page = member_client.get("/compose").text
+    options = re.findall(r'<option value="([^"]+)"( selected)?>', page.split('id="from"')[1])
+    assert options[:2] == [(web_env.address, " selected"), (f"shop@{domain}", "")]
+    saved = member_client.post(
+        "/compose",
+        data={
+            "csrf_token": csrf_from(page),
+            "action": "save",
+            "from_address": f"shop@{domain}",
+            "subject": "from the shop",
+        },
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    reopened = member_client.get(saved.headers["location"]).text
+    assert f'<option value="shop@{domain}" selected>' in reopened
+    refused = member_client.post(
+        "/compose",
+        data={
+            "csrf_token": csrf_from(page),
+            "action": "save",
+            "from_address": "someone@remote.test",
+        },
+        follow_redirects=False,
+    )
+    assert refused.status_code == 400
+    assert (
+        "someone@remote.test" in refused.text and "このアカウントのアドレスではない" in refused.text
+    )
+
+
 def test_password_change_signs_out_other_browsers(app: Any, web_env: WebEnv) -> None:
     def client() -> TestClient:
         return TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000))

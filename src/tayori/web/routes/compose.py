@@ -7,7 +7,8 @@ Endpoints other pages link to (the message view's buttons):
   attachments), `?forward_attached=ID` (the original as a message/rfc822 attachment),
   `?draft=ID` (edit a draft).
 - `POST /compose` — multipart form; `action` is `send`, `save` (to Drafts) or `discard`.
-  Field names: to, cc, bcc, subject, body, attachments (files), keep (indexes of the
+  Field names: from_address (one of the member's addresses, shown when they have aliases),
+  to, cc, bcc, subject, body, attachments (files), keep (indexes of the
   source's attachments to send along), legacy_japanese, and the hidden in_reply_to,
   references, reply_of, draft_id, source_id, forward_attached.
 - `GET /compose/suggest?q=PREFIX` — recent correspondents as JSON, for autocomplete.
@@ -68,6 +69,7 @@ async def _page(
 ) -> Response:
     services = web_services(request)
     people = await services.settings.recent_people(member.account)
+    senders = await services.compose.sender_addresses(member.account)
     limit = services.compose.attachment_limit
     title = member.t("New message")
     if form.reply_of is not None:
@@ -85,6 +87,8 @@ async def _page(
         form=form,
         sources=sources,
         people=people,
+        senders=senders,
+        chosen_sender=form.from_address.strip().lower() or senders[0],
         error=error,
         notice=notice,
         can_send=services.can_send,
@@ -138,6 +142,7 @@ async def compose_submit(
     forward_attached: Annotated[str, Form()] = "",
     keep: Annotated[list[int] | None, Form()] = None,
     legacy_japanese: Annotated[str, Form()] = "",
+    from_address: Annotated[str, Form(max_length=1000)] = "",
     attachments: Annotated[list[UploadFile] | None, Form()] = None,
 ) -> Response:
     services = web_services(request)
@@ -157,6 +162,7 @@ async def compose_submit(
         keep=list(keep or []),
         forward_attached=_optional_int(forward_attached),
         legacy_japanese=bool(legacy_japanese),
+        from_address=from_address,
     )
     if action == "discard":
         if form.draft_id is not None:

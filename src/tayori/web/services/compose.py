@@ -31,6 +31,7 @@ from tayori.core.address import AddressError, parse_address
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.delivery.indexing import message_index
 from tayori.delivery.summary import summarise
+from tayori.diagnostics.history import member_addresses
 from tayori.mime import Mailbox, Message, parse_message
 from tayori.mime.compose import (
     AttachmentSpec,
@@ -80,6 +81,8 @@ class ComposeForm:
     forward_attached: int | None = None
     """A message attached whole (message/rfc822)."""
     legacy_japanese: bool = False
+    from_address: str = ""
+    """One of the member's addresses (theirs or an alias to them); empty: the primary."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,33 @@ class ComposeService:
             found.append(SourceAttachment(index, name, attachment.content_type, size))
         return found
 
+    async def sender_addresses(self, account: Account) -> list[str]:
+        """The addresses the member may send as: their own first, then aliases to them (the
+        same rule `may_send_as` applies to mail programs)."""
+        return await asyncio.to_thread(member_addresses, self._metadata, account)
+
+    async def _sender(self, account: Account, form: ComposeForm) -> str:
+        chosen = form.from_address.strip().lower()
+        if not chosen or chosen == account.address.lower():
+            return account.address
+        if chosen not in await self.sender_addresses(account):
+            raise UserError(
+                "You cannot send as {address}: it is not an address of your account.",
+                code="sender.not_owned",
+                address=form.from_address.strip(),
+            )
+        return chosen
+
+    async def _own_address_in(self, account: Account, mailboxes: Sequence[Mailbox]) -> str:
+        """The first of the member's other addresses among `mailboxes` (the alias a message
+        came to, a draft's From), or "" for the primary one."""
+        own = await self.sender_addresses(account)
+        for mailbox in mailboxes:
+            address = mailbox.address.lower()
+            if address in own[1:]:
+                return address
+        return ""
+
     # --- starting points --------------------------------------------------------------------
     async def new_form(self, account: Account, *, to: str = "") -> ComposeForm:
         prefs = await asyncio.to_thread(self._member.get_preferences, account.id)
@@ -230,7 +260,7 @@ class ComposeService:
     async def reply_form(self, account: Account, message_id: int, *, everyone: bool) -> ComposeForm:
         stored, original = await self.load(account, message_id)
         prefs = await asyncio.to_thread(self._member.get_preferences, account.id)
-        own = {account.address.lower()}
+        own = set(await self.sender_addresses(account))
         to = list(original.reply_to or original.from_)
         cc: list[Mailbox] = []
         if everyone:
@@ -251,6 +281,8 @@ class ComposeService:
             in_reply_to=f"<{original.message_id}>" if original.message_id else "",
             references=" ".join(f"<{r}>" for r in references[-20:]),
             reply_of=stored.id,
+            # A reply goes out from the alias the message was addressed to.
+            from_address=await self._own_address_in(account, (*original.to, *original.cc)),
         )
 
     async def forward_form(
@@ -297,6 +329,7 @@ class ComposeService:
             reply_of=int(reply_of) if reply_of.isdigit() else None,
             draft_id=stored.id,
             source_id=stored.id,
+            from_address=await self._own_address_in(account, draft.from_),
         )
         attachments = self.source_attachments(draft)
         form.keep = [a.index for a in attachments]
@@ -311,7 +344,7 @@ class ComposeService:
         *,
         for_draft: bool,
     ) -> tuple[bytes, Recipients, str]:
-        """(message bytes, recipients, message id). Drafts may lack recipients."""
+        """(message bytes, recipients, envelope sender). Drafts may lack recipients."""
         recipients = parse_recipients(form)
         if not for_draft and not recipients.envelope:
             raise UserError("Add at least one recipient (To, Cc or Bcc).")
@@ -332,9 +365,10 @@ class ComposeService:
                 extra.append(("Bcc", ", ".join(m.address for m in recipients.bcc)))
             if form.reply_of is not None:
                 extra.append((DRAFT_REPLY_HEADER, str(form.reply_of)))
-        message_id = f"{_token()}@{account.address.rpartition('@')[2]}"
+        sender = await self._sender(account, form)
+        message_id = f"{_token()}@{sender.rpartition('@')[2]}"
         draft = Draft(
-            from_=Mailbox(prefs.display_name, account.address),
+            from_=Mailbox(prefs.display_name, sender),
             to=recipients.to,
             cc=recipients.cc,
             subject=" ".join(form.subject.split()),
@@ -350,7 +384,7 @@ class ComposeService:
         if not recipients.to and not for_draft:
             # Bcc (or Cc) only: say so without naming anyone (RFC 5322 3.6.3).
             content = content.replace(b"\r\nTo: \r\n", b"\r\nTo: undisclosed-recipients:;\r\n", 1)
-        return content, recipients, message_id
+        return content, recipients, sender
 
     async def _attachments(
         self, account: Account, form: ComposeForm, uploads: Sequence[AttachmentSpec]
@@ -403,10 +437,8 @@ class ComposeService:
         uploads: Sequence[AttachmentSpec],
         client_ip: str,
     ) -> Sent:
-        content, recipients, _ = await self.build(account, form, uploads, for_draft=False)
-        sent = await self._submission.send(
-            account, account.address, recipients.envelope, content, client_ip
-        )
+        content, recipients, sender = await self.build(account, form, uploads, for_draft=False)
+        sent = await self._submission.send(account, sender, recipients.envelope, content, client_ip)
         # The message is out: what follows must not turn success into an error page.
         copy = content
         if recipients.bcc:
