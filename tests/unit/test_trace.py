@@ -5,7 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tayori.delivery.summary import summarise
-from tayori.delivery.trace import Arrival, normalise_line_endings, protocol_keyword, trace_headers
+from tayori.delivery.trace import (
+    _QUEUE_ID_ALPHABET,
+    Arrival,
+    new_queue_id,
+    normalise_line_endings,
+    protocol_keyword,
+    trace_headers,
+)
 
 ARRIVAL = Arrival(
     helo="mail.sender.test",
@@ -82,3 +89,12 @@ def test_summary_decodes_and_never_raises() -> None:
     assert vendor.subject == "①髙"
     assert summarise(b"").subject == ""
     assert summarise(b"Subject: a\x00b\x07c\r\n\r\n").subject == "a\ufffdb\ufffdc"
+
+
+def test_queue_ids_are_twelve_characters_of_the_alphabet_and_do_not_repeat() -> None:
+    ids = [new_queue_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 12 and set(i) <= set(_QUEUE_ID_ALPHABET) for i in ids)
+    # Every character turns up in every position (no position stuck on a few values).
+    for position in range(12):
+        assert {i[position] for i in ids} == set(_QUEUE_ID_ALPHABET)

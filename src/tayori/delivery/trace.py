@@ -14,8 +14,18 @@ _QUEUE_ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
 
 
 def new_queue_id() -> str:
-    """Short random id, quoted in the 250 reply and the Received header to trace a message."""
-    return "".join(secrets.choice(_QUEUE_ID_ALPHABET) for _ in range(12))
+    """Short random id, quoted in the 250 reply and the Received header to trace a message.
+
+    Twelve characters from one 128-bit draw (`secrets.choice` would read the system's
+    random source once per character, on every message); the bias of taking 59.5 bits
+    of a 128-bit number is below 2**-68, nothing an id for tracing could notice."""
+    number = int.from_bytes(secrets.token_bytes(16))
+    base = len(_QUEUE_ID_ALPHABET)
+    characters = []
+    for _ in range(12):
+        number, index = divmod(number, base)
+        characters.append(_QUEUE_ID_ALPHABET[index])
+    return "".join(characters)
 
 
 def normalise_line_endings(data: bytes) -> bytes:
