@@ -8,9 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tayori.spam.tokens import (
+    _CJK_RUN,
+    _WORD,
     MAX_TOKEN_LEN,
     TOKENIZER_VERSION,
     VERSION_TOKEN,
+    _words,
     text_tokens,
     tokenize,
 )
@@ -113,3 +116,41 @@ def test_a_long_run_without_at_sign_is_tokenised_in_linear_time() -> None:
     tokens = tokenize(raw)
     assert any(token.startswith("skip:x") for token in tokens)
     assert not any(token.startswith("email:") for token in tokens)
+
+
+def _plain_words(text: str, prefix: str) -> set[str]:
+    """The word rule written as plainly as possible, to check the fast `_words` against."""
+    out: set[str] = set()
+    for run in _CJK_RUN.findall(text):
+        if len(run) == 1:
+            out.add(prefix + run)
+        else:
+            out.update(prefix + run[i : i + 2] for i in range(len(run) - 1))
+    for match in _WORD.finditer(_CJK_RUN.sub(" ", text)):
+        word = match.group().rstrip(".-!'").lower()
+        if 2 <= len(word) <= 30:
+            out.add(prefix + word)
+        elif len(word) > 30:
+            out.add(f"{prefix}skip:{word[0]}{len(word) // 10 * 10}")
+    return out
+
+
+@settings(max_examples=300)
+@given(
+    st.text(alphabet=st.sampled_from("aZ0_.-!'$€%İß 会議のお知らせ\u00a0\u0307ＡＢ"), max_size=80)
+)
+def test_fast_word_rule_gives_exactly_the_plain_rules_tokens(text: str) -> None:
+    out: set[str] = set()
+    _words(text, "p:", out)
+    assert out == _plain_words(text, "p:")
+
+
+def test_fast_word_rule_on_real_text() -> None:
+    text = (
+        "FREE!!! Earn $500 today... Visit www.Example.COM, it's 100% FREE. "
+        "İstanbul STRASSE straße 会議の件について、よろしくお願いします。 " + "x" * 45 + " 本 a b"
+    )
+    out: set[str] = set()
+    _words(text, "", out)
+    assert out == _plain_words(text, "")
+    assert {"free", "$500", "i̇stanbul", "straße", "会議", "skip:x40", "本"} <= out
