@@ -342,3 +342,45 @@ def test_mail_the_spam_block_filed_in_junk_shows_score_and_reasons(
     assert "casino" in spam_fact["top_reasons"]
     assert re.fullmatch(r"/message/\d+", top["link"])
     assert "casino jackpot" in follow(instance, top["link"])
+
+
+def test_mail_kept_here_that_forwarding_left_out(instance: Instance, tmp_path: Any) -> None:
+    """A member who reads at the forwarding address misses what forwarding left out: mail
+    from a sender on the forwarding's own reject list, and mail judged spam."""
+    instance.cli("forward", "add", ALICE, "alice@elsewhere.test")
+    instance.cli("rules", "add", ALICE, "club@remote.test", "--list", "forward")
+    send(instance, message("club news", sender="club@remote.test"), sender="club@remote.test")
+    [outcome] = instance.outcomes()
+    assert (outcome["outcome"], outcome["reason"]) == ("delivered", "delivered")
+    top, ja = top_in_both_languages(instance, ALICE, "--sender", "club@remote.test")
+    assert top["reason"] == "forward.rule_skipped"
+    assert top["link"] == "/settings/forwarding"
+    assert "転送しない差出人" in ja + json.dumps(
+        doctor(instance, ALICE, lang="ja"), ensure_ascii=False
+    )
+    rule = top["evidence"][0]
+    assert (rule["kind"], rule["pattern"]) == ("rule", "club@remote.test")
+    assert "club@remote.test" in follow(instance, top["link"])
+    # The rule is found for a sender whose mail has not come yet too.
+    instance.cli("rules", "add", ALICE, "*@quiet.test", "--list", "forward")
+    [ahead] = [
+        f
+        for f in doctor(instance, ALICE, "--sender", "x@quiet.test")
+        if f["reason"] == "forward.rule_skipped"
+    ]
+    assert ahead["evidence"][0]["pattern"] == "*@quiet.test"
+
+    spam, ham = tmp_path / "spam", tmp_path / "ham"
+    spam.mkdir()
+    ham.mkdir()
+    for n in range(30):
+        (spam / f"{n}.eml").write_bytes(message(f"casino {n}", body=f"casino jackpot pills {n}"))
+        (ham / f"{n}.eml").write_bytes(message(f"agenda {n}", body=f"project review notes {n}"))
+    instance.cli("spam", "train", "--spam", str(spam), "--ham", str(ham))
+    send(instance, message("casino jackpot", body="win casino jackpot pills now"))
+    top, ja = top_in_both_languages(instance, ALICE, "--sender", "friend@remote.test")
+    assert top["reason"] == "forward.spam_skipped"
+    assert "転送" in ja and "迷惑メール" in ja
+    assert top["evidence"][0]["kind"] == "spam"
+    assert re.fullmatch(r"/message/\d+", top["link"])
+    assert "casino jackpot" in follow(instance, top["link"])

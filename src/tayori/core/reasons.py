@@ -465,6 +465,39 @@ _CODES: tuple[ReasonCode, ...] = (
         "The forwarding addresses, the rewritten (SRS) sender and the queue id of the copy.",
     ),
     ReasonCode(
+        "forward.rule_skipped",
+        None,
+        Text(
+            "このメールは受け取りましたが、転送用の受信拒否リストのルールに一致したため転送しませんでした。"
+            "メールはこのメールボックスに残しています。",
+            "The message arrived but was not forwarded: it matched a rule of your forwarding "
+            "reject list. It is kept in this mailbox.",
+        ),
+        Text(
+            "この送信者のメールも転送したい場合は、転送設定の「転送しない差出人」からそのルールを削除してください。",
+            "To have this sender's mail forwarded, remove the rule from \"Do not forward mail "
+            'from" in your forwarding settings.',
+        ),
+        "The forwarding reject rule that matched (its number and pattern).",
+    ),
+    ReasonCode(
+        "forward.spam_skipped",
+        None,
+        Text(
+            "このメールは迷惑メールと判定されたため転送せず、このメールボックスの迷惑メールフォルダに残しました"
+            "(迷惑メールは転送しない設定です)。",
+            "The message was judged spam, so it was not forwarded (you chose not to forward "
+            "spam); it is kept in the Junk folder here.",
+        ),
+        Text(
+            "迷惑メールでなければ、迷惑メールフォルダで「迷惑メールではない」を選んでください。"
+            "以後、同じようなメールは転送されます。",
+            'If it is not spam, choose "Not spam" on it in the Junk folder; mail like it will '
+            "then be forwarded.",
+        ),
+        "The spam score and the main signs, as in the Junk filing.",
+    ),
+    ReasonCode(
         "forward.target_failing",
         None,
         Text(

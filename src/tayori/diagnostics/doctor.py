@@ -22,6 +22,7 @@ from tayori.core.sizes import format_size
 from tayori.diagnostics import links
 from tayori.diagnostics.findings import (
     Evidence,
+    Fact,
     Finding,
     Problem,
     iso,
@@ -83,6 +84,10 @@ _RULE = re.compile(
     r"(?P<field>envelope sender|From:)"
 )
 _ZONE = re.compile(r"blocked using (\S+)")
+_FORWARD_RULE = re.compile(r"not forwarded: forwarding reject rule (?P<id>\d+)")
+_FORWARD_SPAM = "not forwarded: judged spam"
+"""What delivery adds to a kept copy's detail when forwarding left it out
+(`tayori.delivery.forwarding._filed`)."""
 _CHECK_REFUSALS = ("fcrdns.failed", "helo.invalid", "auth.spf.fail", "auth.dkim.fail")
 
 
@@ -359,9 +364,45 @@ class Doctor:
                         values_for(latest),
                     )
                 )
+        found += self._not_forwarded(state, inbound, boost)
         found += self._rules_matching(state, query, {f.reason for f in found})
         if query.asked and not attempts:
             found.append(_no_attempt(state, query))
+        return found
+
+    def _not_forwarded(self, state: _State, inbound: list[Outcome], boost: int) -> list[Finding]:
+        """Mail kept here that forwarding left out: a member who reads at the forwarding
+        address sees it as missing. Ranked above the Junk finding of the same message,
+        which does not say that it stayed here."""
+        found: list[Finding] = []
+        by_rule = [o for o in inbound if _FORWARD_RULE.search(o.detail)]
+        if by_rule:
+            match = _FORWARD_RULE.search(by_rule[0].detail)
+            assert match is not None
+            found.append(
+                Finding(
+                    "forward.rule_skipped",
+                    81 + boost,
+                    (
+                        _forward_rule_fact(state, int(match.group("id"))),
+                        *(_evidence(o) for o in by_rule[:SHOWN_MESSAGES]),
+                    ),
+                    links.FORWARD_SETTINGS,
+                )
+            )
+        as_spam = [o for o in inbound if _FORWARD_SPAM in o.detail]
+        if as_spam:
+            latest = as_spam[0]
+            spam = spam_facts(latest.detail)
+            evidence = tuple(_evidence(o) for o in as_spam[:SHOWN_MESSAGES])
+            found.append(
+                Finding(
+                    "forward.spam_skipped",
+                    81 + boost,
+                    (Evidence("spam", spam), *evidence) if spam else evidence,
+                    state.linker.stored(latest, SpecialUse.JUNK),
+                )
+            )
         return found
 
     def _junked(
@@ -425,6 +466,20 @@ class Doctor:
                 from_addresses=[sender],
                 rules=state.filters.rules,
             )
+            if (
+                plan.skipped is not None
+                and plan.skipped.startswith("rule:")
+                and "forward.rule_skipped" not in reported
+            ):
+                rule_id = int(plan.skipped.removeprefix("rule:"))
+                found.append(
+                    Finding(
+                        "forward.rule_skipped",
+                        70,
+                        (_forward_rule_fact(state, rule_id),),
+                        links.FORWARD_SETTINGS,
+                    )
+                )
             if not plan.keep_copy and "forward.sent" not in reported:
                 found.append(
                     Finding(
@@ -634,6 +689,14 @@ def _evidence(outcome: Outcome) -> Evidence:
     if outcome.reason == "spam.junk":
         extra.update(spam_facts(outcome.detail))
     return outcome_evidence(outcome, extra=extra)
+
+
+def _forward_rule_fact(state: _State, rule_id: int) -> Evidence:
+    rule = next((r for r in state.filters.rules if r.id == rule_id), None)
+    facts: dict[str, Fact] = {"id": rule_id, "scope": str(Scope.ACCOUNT)}
+    if rule is not None:
+        facts["pattern"] = rule.pattern
+    return Evidence("rule", facts)
 
 
 def _reject_rule(latest: Outcome, evidence: tuple[Evidence, ...], likelihood: int) -> Finding:
