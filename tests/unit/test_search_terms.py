@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tayori.storage.search_terms import (
+    _run_tokens,
+    _runs,
     document_terms,
     fts5_query,
     sort_from,
@@ -92,3 +96,28 @@ def test_sort_keys() -> None:
     assert sort_subject("Regarding") == "regarding"
     assert sort_from("Taro YAMADA") == "taro yamada"
     assert len(sort_from("x" * 2000)) == 512
+
+
+def _terms_the_query_way(**fields: str) -> str:
+    """The index text built from the query side's pieces (`_runs`, `_run_tokens`)."""
+    out: list[str] = []
+    prefixes = {"from_": "f", "to": "t", "subject": "s", "body": "b"}
+    for name, prefix in prefixes.items():
+        for run in _runs(fields[name]):
+            out.extend(prefix + token for token in _run_tokens(run))
+    return " ".join(out)
+
+
+@settings(max_examples=300)
+@given(
+    st.text(alphabet=st.sampled_from("aZ09_.@-会議のお知らせＡｱｲ① \u00a0İß한국"), max_size=60),
+    st.text(max_size=40),
+)
+def test_document_terms_are_what_queries_look_for(body: str, subject: str) -> None:
+    fields = {"from_": "taro@example.jp", "to": "会議室 <room@example.jp>", "subject": subject}
+    assert document_terms(body=body, **fields) == _terms_the_query_way(body=body, **fields)
+
+
+def test_document_terms_keep_long_words_cut_and_single_cjk_characters() -> None:
+    terms = document_terms(from_="", to="", subject="本", body="x" * 200 + " 会議")
+    assert terms.split() == ["s本", "b" + "x" * 64, "b会議", "b議"]

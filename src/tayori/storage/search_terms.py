@@ -85,11 +85,21 @@ def _run_tokens(run: _Run) -> list[str]:
 
 
 def document_terms(*, from_: str, to: str, subject: str, body: str) -> str:
-    """The index text of one message (see the module docstring)."""
+    """The index text of one message (see the module docstring).
+
+    The same terms, in the same order, as `_runs` + `_run_tokens` give for a query, written
+    out without their intermediate objects: this runs for every message received, over
+    the whole body text (a test checks both ways agree)."""
     out: list[str] = []
+    append = out.append
     for field_text, prefix in ((from_, "f"), (to, "t"), (subject, "s"), (body, "b")):
-        for run in _runs(field_text):
-            out.extend(prefix + token for token in _run_tokens(run))
+        for match in _TOKEN.finditer(normalise(field_text)):
+            if match.lastgroup == "word":
+                append(prefix + match.group("word")[:_MAX_WORD])
+            else:
+                chars = match.group("cjk")
+                out.extend([prefix + chars[i : i + 2] for i in range(len(chars) - 1)])
+                append(prefix + chars[-1])
     return " ".join(out)
 
 
