@@ -237,6 +237,15 @@ def test_a_filtered_history_looks_further_back_than_one_scan(fresh_stores: Store
             time=NOW - timedelta(days=3),
         )
     )
+    rows.append(
+        outcome(
+            subject="ärger im Büro",
+            account_id=account.id,
+            outcome=OutcomeKind.DELIVERED,
+            reason="delivered",
+            time=NOW - timedelta(days=4),
+        )
+    )
     metadata.record_outcomes(rows)
 
     def page(filters: HistoryFilter, limit: int = 100) -> list[str]:
@@ -246,6 +255,7 @@ def test_a_filtered_history_looks_further_back_than_one_scan(fresh_stores: Store
     assert page(HistoryFilter(party="rare@")) == ["the needle"]
     assert page(HistoryFilter(outcome="rejected")) == ["the needle"]
     assert page(HistoryFilter(subject="NEEDLE")) == ["the needle"]
+    assert page(HistoryFilter(subject="ÄRGER")) == ["ärger im Büro"]
     assert page(HistoryFilter(party="nobody@")) == []
     assert page(HistoryFilter(), limit=12) == [f"news {n}" for n in range(12)]
-    assert len(page(HistoryFilter(direction="in"))) == 41
+    assert len(page(HistoryFilter(direction="in"))) == 42

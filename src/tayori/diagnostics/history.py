@@ -258,13 +258,15 @@ def member_history(
 ) -> list[HistoryEntry]:
     """The member's history page: newest first, filtered, in `lang`.
 
-    The subject and dates are filtered by the database; the rest (a part of an address,
+    Dates and an ASCII subject are filtered by the database; the rest (a part of an address,
     direction, result) here, so when too few rows of the newest `scan` match, older ones
     are read too, until the page is full or the history has no more."""
-    subject = filters.subject.strip() or None
+    # SQLite's LIKE folds the case of ASCII letters only: other text is matched here alone.
+    subject = filters.subject.strip()
+    pushed = subject if subject and subject.isascii() else None
     while True:
         found, complete = _scan(
-            metadata, account, since=filters.since, until=filters.until, subject=subject, limit=scan
+            metadata, account, since=filters.since, until=filters.until, subject=pushed, limit=scan
         )
         rows = [stored for stored in found if filters.matches(stored.outcome)]
         if complete or len(rows) >= offset + limit or scan >= _SCAN_MAX:
