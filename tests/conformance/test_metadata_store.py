@@ -514,7 +514,12 @@ def test_outcomes_newest_first_with_filters(store: MetadataStore) -> None:
     tokyo = timezone(timedelta(hours=9))
     records = [
         outcome("a@example.test", time=T0, account_id=1, message_id="<m1@x>", subject="Hello"),
-        outcome("b@example.test", time=T0 + timedelta(minutes=1), subject="100% off_sale"),
+        outcome(
+            "b@example.test",
+            time=T0 + timedelta(minutes=1),
+            subject="100% off_sale",
+            remote_ip="192.0.2.9",
+        ),
         outcome(
             "a@example.test",
             time=(T0 + timedelta(minutes=2)).astimezone(tokyo),
@@ -556,6 +561,9 @@ def test_outcomes_newest_first_with_filters(store: MetadataStore) -> None:
     assert recipients(subject_contains="%") == ["b@example.test"]
     assert recipients(subject_contains="_s") == ["b@example.test"]
     assert recipients(subject_contains="求書") == ["a@example.test"]
+    assert recipients(remote_ip="192.0.2.9") == ["b@example.test"]
+    assert recipients(remote_ip="192.0.2.9", since=T0 + timedelta(minutes=2)) == []
+    assert recipients(remote_ip="2001:db8::9") == []
     assert recipients(limit=1) == ["a@example.test"]
     assert recipients(account_id=1, since=T0 + timedelta(minutes=1)) == ["a@example.test"]
 

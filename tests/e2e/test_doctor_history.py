@@ -82,6 +82,9 @@ def test_members_never_see_each_others_outcomes(instance: Instance) -> None:
     ]
     assert {t["remote_ip"] for t in traced} == {"127.0.0.1"}
     assert any("rule" in t["detail"] for t in traced)
+    by_ip = instance.cli("trace", "--ip", "127.0.0.1", "--limit", "2", "--json").splitlines()
+    assert len(by_ip) == 2
+    assert instance.cli("trace", "--ip", "192.0.2.99", "--json").strip() == ""
 
 
 def test_history_purge_command_uses_the_retention(instance: Instance) -> None:

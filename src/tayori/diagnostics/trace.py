@@ -34,8 +34,6 @@ from tayori.storage.sql_rules import RulesStore
 
 __all__ = ["Step", "TraceQuery", "WhatWouldHappen", "search", "what_would_happen"]
 
-SCAN = 10_000
-
 
 @dataclass(frozen=True, slots=True)
 class TraceQuery:
@@ -50,8 +48,8 @@ class TraceQuery:
 
 def search(metadata: MetadataStore, query: TraceQuery) -> list[StoredOutcome]:
     """Outcomes of every account matching all the given criteria, newest first. Exact
-    matches use the store's indexes; the client address is filtered here (admin use, within
-    the date range given)."""
+    matches use the store's indexes; the client address is matched by the database too,
+    without an index (admin use, within the date range given)."""
     message_ids: list[str | None] = [None]
     if query.message_id:
         bare = query.message_id.strip().strip("<>")
@@ -64,10 +62,9 @@ def search(metadata: MetadataStore, query: TraceQuery) -> list[StoredOutcome]:
             sender=query.sender or None,
             recipient=query.recipient or None,
             message_id=message_id,
-            limit=SCAN if query.ip else query.limit,
+            remote_ip=query.ip or None,
+            limit=query.limit,
         ):
-            if query.ip and stored.outcome.remote_ip != query.ip:
-                continue
             found[stored.id] = stored
     ordered = sorted(found.values(), key=lambda s: (s.outcome.time, s.id), reverse=True)
     return ordered[: query.limit]

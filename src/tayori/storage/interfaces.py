@@ -285,6 +285,7 @@ class MetadataStore(Protocol):
         recipient: str | None = None,
         message_id: str | None = None,
         subject_contains: str | None = None,
+        remote_ip: str | None = None,
         limit: int = 100,
     ) -> list[StoredOutcome]:
         """Newest first."""

@@ -449,10 +449,11 @@ class SqlMetadataStore(MailboxOperations):
         recipient: str | None = None,
         message_id: str | None = None,
         subject_contains: str | None = None,
+        remote_ip: str | None = None,
         limit: int = 100,
     ) -> list[StoredOutcome]:
-        """`since` is inclusive and `until` exclusive; sender, recipient and message_id match
-        exactly as recorded; the subject match ignores case.
+        """`since` is inclusive and `until` exclusive; sender, recipient, message_id and the
+        client's address match exactly as recorded; the subject match ignores case.
 
         The subject is a plain LIKE scan over the other filters' rows: fine for an admin
         search, to be replaced by the full-text index when that lands."""
@@ -472,6 +473,9 @@ class SqlMetadataStore(MailboxOperations):
             conditions.append(c.message_id == message_id)
         if subject_contains:
             conditions.append(c.subject.icontains(subject_contains, autoescape=True))
+        if remote_ip is not None:
+            # Not indexed: an admin search, within the other filters' rows (a date range).
+            conditions.append(c.remote_ip == remote_ip)
         query = select(outcome_table).where(*conditions).order_by(c.time.desc(), c.id.desc())
         with self._read() as conn:
             rows = conn.execute(query.limit(max(limit, 0)))
