@@ -241,6 +241,17 @@ def test_aliases(store: MetadataStore, alice: Account) -> None:
     store.add_alias("x@other.test", [bob.address])
     assert [a.address for a in store.list_aliases()] == ["team@example.test", "x@other.test"]
     assert [a.address for a in store.list_aliases("other.test")] == ["x@other.test"]
+    assert [(a.address, a.targets) for a in store.list_aliases(target="Alice@example.test")] == [
+        ("team@example.test", ("alice@example.test", "bob@example.test"))
+    ]
+    assert [a.address for a in store.list_aliases(target=bob.address)] == [
+        "team@example.test",
+        "x@other.test",
+    ]
+    assert [a.address for a in store.list_aliases("other.test", target=bob.address)] == [
+        "x@other.test"
+    ]
+    assert store.list_aliases(target="nobody@example.test") == []
     store.remove_alias("team@example.test")
     assert [a.address for a in store.list_aliases()] == ["x@other.test"]
 

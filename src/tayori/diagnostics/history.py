@@ -50,9 +50,7 @@ _ZONE = re.compile(r"blocked using (\S+)")
 def member_addresses(metadata: MetadataStore, account: Account) -> list[str]:
     """The account's own address and the aliases that deliver to it, canonical."""
     addresses = [account.address.lower()]
-    for alias in metadata.list_aliases():
-        if account.address.lower() in (target.lower() for target in alias.targets):
-            addresses.append(alias.address.lower())
+    addresses += [alias.address.lower() for alias in metadata.list_aliases(target=account.address)]
     return addresses
 
 

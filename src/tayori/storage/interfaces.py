@@ -115,7 +115,10 @@ class MetadataStore(Protocol):
         targets. Raises NotFoundError / ConflictError with a clear message."""
         ...
 
-    def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+    def list_aliases(self, domain: str | None = None, *, target: str | None = None) -> list[Alias]:
+        """All aliases, those of a domain, or (`target`) those delivering to that account
+        address (with all their targets)."""
+        ...
 
     def remove_alias(self, address: str, targets: Sequence[str] = ()) -> None:
         """Removes the given targets, or the whole alias when none are given."""

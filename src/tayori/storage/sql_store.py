@@ -270,13 +270,19 @@ class SqlMetadataStore(MailboxOperations):
                 )
             return _aliases_where(conn, aliases.c.id == alias_id)[0]
 
-    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+    def list_aliases(self, domain: str | None = None, *, target: str | None = None) -> list[Alias]:
         condition: ColumnElement[bool] = true()
         if domain is not None:
             condition = aliases.c.domain_id == (
                 select(domains.c.id)
                 .where(domains.c.name == normalise_domain(domain))
                 .scalar_subquery()
+            )
+        if target is not None:
+            condition = condition & aliases.c.id.in_(
+                select(alias_targets.c.alias_id).where(
+                    alias_targets.c.account_id == _account_id_of(canonical(target))
+                )
             )
         with self._read() as conn:
             return _aliases_where(conn, condition)
