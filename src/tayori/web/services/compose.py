@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from tayori.core.address import AddressError, parse_address
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.delivery.indexing import message_index
+from tayori.delivery.submission import may_send_as
 from tayori.delivery.summary import summarise
 from tayori.diagnostics.history import member_addresses
 from tayori.mime import Mailbox, Message, parse_message
@@ -234,7 +235,7 @@ class ComposeService:
         chosen = form.from_address.strip().lower()
         if not chosen or chosen == account.address.lower():
             return account.address
-        if chosen not in await self.sender_addresses(account):
+        if not await may_send_as(self._metadata, account, chosen):  # the submission's rule
             raise UserError(
                 "You cannot send as {address}: it is not an address of your account.",
                 code="sender.not_owned",
