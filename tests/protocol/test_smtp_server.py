@@ -175,3 +175,40 @@ def test_pipelined_transaction(server: Running) -> None:
         assert reader.readline().startswith(b"250 2.0.0 Ok: queued as")
         assert reader.readline().startswith(b"221 2.0.0")
     assert len(inbox(server)) == 1
+
+
+def test_data_cut_anywhere_is_stored_unstuffed(server: Running) -> None:
+    """DATA arriving in awkward TCP pieces (the terminator's CRLF in one write, its dot in
+    the next; a stuffed dot at a write's start) ends at <CRLF>.<CRLF> only, is stored with
+    the stuffing undone, and the next pipelined transaction in the same write is served."""
+    import socket
+    import time
+
+    body = b"From: s@remote.test\r\nSubject: cut\r\n\r\n.hidden\r\nend.\r\n..\r\nlast"
+    wire = b"From: s@remote.test\r\nSubject: cut\r\n\r\n..hidden\r\nend.\r\n...\r\nlast"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO c.remote.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        assert [reader.readline()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+        for part in (wire[:37], wire[37:50], wire[50:], b"\r\n", b".", b"\r", b"\n"):
+            sock.sendall(part)
+            time.sleep(0.05)  # separate reads on the server
+        assert reader.readline().startswith(b"250 2.0.0 Ok: queued as")
+        sock.sendall(
+            b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n.\r\nQUIT\r\n"
+        )
+        replies = [reader.readline()[:3] for _ in range(5)]
+        assert replies == [b"250", b"250", b"354", b"250", b"221"]
+    stored = []
+    for found in inbox(server):
+        with server.stores.blobs.open(found.blob_ref) as blob:  # type: ignore[attr-defined]
+            stored.append(blob.read())
+    assert len(stored) == 2
+    assert stored[0].endswith(b"\r\n" + body + b"\r\n")
+    assert stored[1].startswith(b"Return-Path: <s@remote.test>\r\n")
+    assert b"\r\n\r\n" not in stored[1]  # the empty message: our trace headers only

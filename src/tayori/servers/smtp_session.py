@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from tayori.config.settings import LimitsSettings
 from tayori.delivery.local import Recipient
+from tayori.protocols.dotstuff import TERMINATOR, DataCollector
 from tayori.servers.limits import ConnectionLimiter
 from tayori.servers.smtp_replies import is_size_exceeded, with_enhanced_code
 
@@ -161,6 +162,44 @@ class TayoriSmtp(SMTP):
             status = with_enhanced_code(status)
         await super().push(status)
 
+    async def _data(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the message read in pieces up to each ".\\r\\n" instead of
+        line by line (see DataCollector): the same replies, the same end of data."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        collector = DataCollector(self.data_size_limit)
+        while True:
+            try:
+                piece = await self._reader.readuntil(TERMINATOR)
+            except asyncio.LimitOverrunError as error:
+                collector.drop(await self._reader.read(error.consumed))
+                continue
+            except asyncio.IncompleteReadError:
+                return  # the client went away mid-message
+            except asyncio.CancelledError:
+                self._writer.close()  # connection lost during DATA
+                raise
+            if collector.feed(piece):
+                break
+        if collector.overflowed:
+            await self.push("552 Error: Too much mail data")
+            self.envelope = self._create_envelope()  # the post-DATA state
+            return
+        content = collector.content()
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()  # the post-DATA state
+        await self.push("250 OK" if status is MISSING else status)
+
     async def smtp_EHLO(self, hostname: str) -> None:
         self._verbatim = True
         try:
@@ -168,11 +207,12 @@ class TayoriSmtp(SMTP):
         finally:
             self._verbatim = False
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         self.busy = True
         self._reset_timeout(self._data_timeout)
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         finally:
             self.busy = False
             self._reset_timeout()
