@@ -328,25 +328,27 @@ class SqlMetadataStore(MailboxOperations):
     def lookup_recipient(self, address: str) -> RecipientLookup:
         addr = canonical(address)
         with self._read() as conn:
-            owner = _address_owner(conn, addr)
-            if owner is None:
+            # The address with its account in one statement: every RCPT of every message.
+            row = conn.execute(_RECIPIENT, {"wanted_address": addr}).one_or_none()
+            if row is None:
                 return RecipientLookup(
                     hosted=_domain_id(conn, _domain_of(addr)) is not None, accounts=()
                 )
-            if owner.account_id is not None:
-                found = conn.execute(_ACCOUNT_BY_ID, {"wanted_id": owner.account_id})
-            else:
-                found = conn.execute(
-                    select(accounts)
-                    .where(
-                        accounts.c.id.in_(
-                            select(alias_targets.c.account_id).where(
-                                alias_targets.c.alias_id == owner.alias_id
-                            )
+            if row.alias_id is None:
+                return RecipientLookup(
+                    hosted=True, accounts=() if row.id is None else (_account(row),)
+                )
+            found = conn.execute(
+                select(accounts)
+                .where(
+                    accounts.c.id.in_(
+                        select(alias_targets.c.account_id).where(
+                            alias_targets.c.alias_id == row.alias_id
                         )
                     )
-                    .order_by(accounts.c.address)
                 )
+                .order_by(accounts.c.address)
+            )
             return RecipientLookup(hosted=True, accounts=tuple(_account(row) for row in found))
 
     # --- mailboxes and messages -----------------------------------------------
@@ -591,6 +593,11 @@ class _Owner(NamedTuple):
 
 # Built once: the recipient look-ups run for every RCPT of every message.
 _ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("wanted_id"))
+_RECIPIENT = (
+    select(addresses.c.alias_id, *accounts.c)
+    .select_from(addresses.outerjoin(accounts, accounts.c.id == addresses.c.account_id))
+    .where(addresses.c.address == bindparam("wanted_address"))
+)
 _ADDRESS_OWNER = select(addresses.c.account_id, addresses.c.alias_id).where(
     addresses.c.address == bindparam("wanted_address")
 )
