@@ -212,3 +212,27 @@ def test_data_cut_anywhere_is_stored_unstuffed(server: Running) -> None:
     assert stored[0].endswith(b"\r\n" + body + b"\r\n")
     assert stored[1].startswith(b"Return-Path: <s@remote.test>\r\n")
     assert b"\r\n\r\n" not in stored[1]  # the empty message: our trace headers only
+
+
+def test_pipelined_replies_leave_in_one_write(server: Running) -> None:
+    """RFC 2920: the replies to a pipelined MAIL, RCPTs and DATA are sent together (one
+    write, so one read gets them all), in order; HELP still knows the commands."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO c.remote.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.sendall(
+            b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\n"
+            b"RCPT TO:<nobody@example.test>\r\nDATA\r\n"
+        )
+        first = sock.recv(65536)
+        assert [line[:3] for line in first.splitlines()] == [b"250", b"250", b"550", b"354"]
+        sock.sendall(MESSAGE + b".\r\nHELP MAIL\r\nHELP DATA\r\nQUIT\r\n")
+        assert reader.readline().startswith(b"250 2.0.0 Ok: queued as")
+        assert reader.readline().startswith(b"250 2.0.0 Syntax: MAIL FROM: <address>")
+        assert reader.readline().startswith(b"250 2.0.0 Syntax: DATA")
+        assert reader.readline().startswith(b"221 2.0.0")

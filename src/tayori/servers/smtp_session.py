@@ -17,7 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
@@ -28,6 +28,7 @@ from tayori.servers.limits import ConnectionLimiter
 from tayori.servers.smtp_replies import is_size_exceeded, with_enhanced_code
 
 log = logging.getLogger(__name__)
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 TOO_MANY = "421 4.7.0 Too many connections, try again later"
@@ -78,6 +79,19 @@ def _write_line(transport: asyncio.BaseTransport, line: str) -> None:
     cast(asyncio.WriteTransport, transport).write(f"{line}\r\n".encode())
 
 
+def _same_help(overridden: Callable[..., Any]) -> Callable[[_Method], _Method]:
+    """aiosmtpd's HELP text for a command comes from its method's @syntax: an override
+    keeps the text of the method it overrides."""
+    return cast(
+        Callable[[_Method], _Method],
+        syntax(
+            str(getattr(overridden, "__smtp_syntax__", "")),
+            getattr(overridden, "__smtp_syntax_extended__", None),
+            getattr(overridden, "__smtp_syntax_when__", None),
+        ),
+    )
+
+
 def _peer_ip(session: Session) -> str:
     peer = session.peer
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
@@ -105,6 +119,8 @@ class TayoriSmtp(SMTP):
         self._counted_ip: str | None = None
         self._refused = False
         self._verbatim = False
+        self._holding = False
+        self._held: list[bytes] = []
         self.busy = False
 
     def _create_envelope(self) -> SessionEnvelope:
@@ -151,7 +167,7 @@ class TayoriSmtp(SMTP):
 
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, bytes):  # AUTH challenges (334): never an enhanced code
-            await super().push(status)
+            await self._send(status)
             return
         if not self._verbatim:
             envelope = self.envelope
@@ -160,7 +176,37 @@ class TayoriSmtp(SMTP):
                     self.session, envelope, envelope.declared_size
                 )
             status = with_enhanced_code(status)
-        await super().push(status)
+        await self._send(status.encode("utf-8"))
+
+    async def _send(self, reply: bytes) -> None:
+        """One reply line out, or held back: a pipelining client (RFC 2920) sends MAIL,
+        RCPT... and DATA in one go, and their replies may then leave together, one write
+        (a system call and a wake-up of the client) instead of one per command. Only MAIL
+        and RCPT replies are held, and only while the client's next command has already
+        arrived; any other reply (354 after DATA, an error, QUIT) takes them along."""
+        self._held.append(reply + b"\r\n")
+        if self._holding and b"\n" in getattr(self._reader, "_buffer", b""):
+            return
+        data = b"".join(self._held)
+        self._held.clear()
+        self._writer.write(data)
+        await self._writer.drain()
+
+    @_same_help(SMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg: str) -> None:
+        self._holding = True
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self._holding = False
+
+    @_same_help(SMTP.smtp_RCPT)
+    async def smtp_RCPT(self, arg: str) -> None:
+        self._holding = True
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._holding = False
 
     async def _data(self, arg: str) -> None:
         """aiosmtpd's DATA, with the message read in pieces up to each ".\\r\\n" instead of
@@ -207,7 +253,7 @@ class TayoriSmtp(SMTP):
         finally:
             self._verbatim = False
 
-    @syntax("DATA")
+    @_same_help(SMTP.smtp_DATA)
     async def smtp_DATA(self, arg: str) -> None:
         self.busy = True
         self._reset_timeout(self._data_timeout)
