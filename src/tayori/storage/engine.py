@@ -73,13 +73,26 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         if connection.get_execution_options().get(_WRITE_OPTION, False):
             _begin_immediate(connection, busy_timeout)
         else:
-            connection.exec_driver_sql("BEGIN")
+            _begin_deferred(connection)
 
     return engine
 
 
 _LOCK_POLL = (0.0002, 0.002)
 """Seconds between tries for the write lock: from, up to (doubling)."""
+
+
+def _begin_deferred(connection: Connection) -> None:
+    """BEGIN for a read, straight on the driver's connection: through SQLAlchemy's
+    statement machinery it cost as much as the read itself (every RCPT and every message
+    opens a read or two). A deferred BEGIN takes no lock and so cannot wait; should it fail
+    anyway, it is run again through SQLAlchemy so the error reaches translate_errors."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    try:
+        dbapi_connection.execute("BEGIN")
+    except sqlite3.Error:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _begin_immediate(connection: Connection, timeout: float) -> None:
