@@ -1,10 +1,11 @@
 """What every SMTP listener of ours shares, around aiosmtpd's protocol class.
 
-aiosmtpd does the wire protocol (and ends DATA only on <CRLF>.<CRLF>, so the smuggling
-sequences <LF>.<LF> and <CR>.<CR> stay data). Around it: enhanced status codes on its own
-replies, connection limits, long lines, a DATA timeout of its own, and a graceful shutdown
-that finishes messages in flight and tempfails idle sessions. The roles (MX, submission)
-differ only in their handler.
+aiosmtpd does the wire protocol. Around it: enhanced status codes on its own replies,
+replies to pipelined commands sent together, DATA read in pieces rather than lines (ending
+only on <CRLF>.<CRLF>, as aiosmtpd does, so the smuggling sequences <LF>.<LF> and <CR>.<CR>
+stay data), connection limits, long lines, a DATA timeout of its own, and a graceful
+shutdown that finishes messages in flight and tempfails idle sessions. The roles (MX,
+submission) differ only in their handler.
 """
 
 from __future__ import annotations
