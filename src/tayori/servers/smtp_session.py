@@ -16,7 +16,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
@@ -193,21 +193,23 @@ class TayoriSmtp(SMTP):
         self._writer.write(data)
         await self._writer.drain()
 
-    @_same_help(SMTP.smtp_MAIL)
-    async def smtp_MAIL(self, arg: str) -> None:
+    @contextlib.contextmanager
+    def _holding_replies(self) -> Iterator[None]:
         self._holding = True
         try:
-            await super().smtp_MAIL(arg)
+            yield
         finally:
             self._holding = False
 
+    @_same_help(SMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg: str) -> None:
+        with self._holding_replies():
+            await super().smtp_MAIL(arg)
+
     @_same_help(SMTP.smtp_RCPT)
     async def smtp_RCPT(self, arg: str) -> None:
-        self._holding = True
-        try:
+        with self._holding_replies():
             await super().smtp_RCPT(arg)
-        finally:
-            self._holding = False
 
     async def _data(self, arg: str) -> None:
         """aiosmtpd's DATA, with the message read in pieces up to each ".\\r\\n" instead of
