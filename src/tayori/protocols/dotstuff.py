@@ -1,10 +1,11 @@
-"""Byte-exact multi-line POP3 bodies, produced chunk by chunk.
+"""Dot-stuffed message bodies both ways, chunk by chunk: POP3 responses out, SMTP DATA in.
 
-RETR of a 50 MB message must not hold the message in memory, so both helpers here are
+RETR of a 50 MB message must not hold the message in memory, so the two POP3 helpers are
 incremental: feed them whatever chunk sizes the blob store returns and they keep only a
-couple of bytes of state between chunks. Line ends are LF-terminated lines as clients split
-them (a bare CR is content, not a line end); message bytes are never rewritten otherwise,
-so 8-bit, NUL and over-long lines pass through unchanged.
+couple of bytes of state between chunks. Their line ends are LF-terminated lines as clients
+split them (a bare CR is content, not a line end); message bytes are never rewritten
+otherwise, so 8-bit, NUL and over-long lines pass through unchanged. `DataCollector`, the
+receiving side of SMTP, follows RFC 5321 instead: lines end at CRLF only.
 """
 
 from __future__ import annotations
