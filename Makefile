@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= var
+# pytest-xdist workers for `make test` (auto: one per CPU); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 
 .PHONY: run test install test-deps lint typecheck unit docs clean
 
@@ -34,7 +36,7 @@ docs: install
 	$(BIN)/tayori docs --write docs
 
 test: install test-deps lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,6 @@ import io
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,27 +20,10 @@ from tayori.cli import main
 from tayori.servers.tls import write_self_signed
 from tayori.testing.dns_server import DnsServer, Zone
 from tests.conftest import temporary_pg_database
+from tests.ports import free_port
 
 ROLES = ("smtp", "submission", "submissions", "pop3", "pop3s")
 DOMAIN = "example.test"
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on, never one this test process handed out before.
-
-    The kernel may give the same ephemeral port to two successive `bind(port 0)` calls once
-    the first socket is closed, so without the memory one instance's listeners could be
-    configured on the same port (CI saw `listen.pop3` and `listen.submissions` collide)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 class Instance:

@@ -32,6 +32,7 @@ from tayori.testing.dns_server import DnsServer
 from tayori.testing.smtp_sink import SmtpSink
 from tests.conftest import temporary_pg_database
 from tests.fakes_queue import FakeClock, RecordingBounceSender
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -78,12 +79,6 @@ def dns() -> Iterator[DnsServer]:
         zone.add("nomail.test", "MX", "0 .")
         zone.add("nomail.test", "A", "127.0.0.2")
         yield server
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class Setting:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.message import Message
@@ -24,6 +23,7 @@ from tayori.storage.records import RecipientState
 from tayori.testing.smtp_sink import SmtpSink
 from tests.fakes import FakeBlobStore
 from tests.fakes_queue import FakeClock, FakeQueueStore, FakeResolver, RecordingBounceSender
+from tests.ports import free_port
 
 MESSAGE = (
     b"From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: Hello\r\n"
@@ -90,9 +90,8 @@ def status_block(report: Message, index: int = 1) -> Message:
 
 
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on (see tests/ports.py for why not a port-0 bind)."""
+    return free_port()
 
 
 def test_delivered() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import pytest
 
 from tayori.spam import MemoryTokenStore, Sensitivity, SpamEngine
 from tayori.spam.rspamd import RspamdClient, RspamdSpamEngine, RspamdUnavailable
+from tests.ports import free_port
 
 SPAM = [
     b"From: x@pills.example\r\nSubject: cheap pills %d\r\n\r\nbuy cheap pills viagra now\r\n" % i
@@ -102,10 +102,7 @@ def fake() -> Iterator[tuple[FakeRspamd, str]]:
 
 def closed_port_url() -> str:
     """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def trained(engine: SpamEngine) -> SpamEngine:
