@@ -282,11 +282,14 @@ class MailboxOperations:
             # rows. (Across mailboxes no index gives the order: always sort the hits.)
             walk = total > _SORT_HITS_UP_TO and mailbox_id is not None
             paged = where if walk else counted
-            key = _SORT_COLUMNS[SortKey(sort)]
-            order = [key.desc(), messages.c.id.desc()] if descending else [key, messages.c.id]
-            rows = conn.execute(
-                select(messages).where(*paged).order_by(*order).offset(offset).limit(limit)
-            )
+            if not walk and text_match is not None and conn.dialect.name == "postgresql":
+                rows = conn.execute(_sorted_hits(paged, SortKey(sort), descending, offset, limit))
+            else:
+                key = _SORT_COLUMNS[SortKey(sort)]
+                order = [key.desc(), messages.c.id.desc()] if descending else [key, messages.c.id]
+                rows = conn.execute(
+                    select(messages).where(*paged).order_by(*order).offset(offset).limit(limit)
+                )
             return MessagePage(messages=tuple(core._message(row) for row in rows), total=total)
 
     def move_messages(
@@ -467,6 +470,26 @@ _SORT_COLUMNS = {
 _COPIED_COLUMNS = tuple(
     c.name for c in messages.columns if c.name not in {"id", "mailbox_id", "uid", "modseq"}
 )
+
+
+def _sorted_hits(
+    where: Sequence[ColumnElement[bool]],
+    sort: SortKey,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> Select[Any]:
+    """PostgreSQL, a page of few full-text hits: sort the hits themselves.
+
+    Left to itself the planner, which guesses a rare word's hits 10-20x too many, walks the
+    mailbox's date index and probes every message for the word: 250-400 ms for 95 hits in a
+    100,000-message INBOX. The MATERIALIZED CTE is a fence it cannot see through: the hits
+    are found first (as the count found them, from the GIN index), then at most
+    `_SORT_HITS_UP_TO` rows are sorted."""
+    hits = select(messages).where(*where).cte("hits").prefix_with("MATERIALIZED")
+    key = hits.c[_SORT_COLUMNS[sort].name]
+    order = [key.desc(), hits.c.id.desc()] if descending else [key, hits.c.id]
+    return select(hits).order_by(*order).offset(offset).limit(limit)
 
 
 def _account_boxes(account_id: int) -> Any:
