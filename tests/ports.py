@@ -41,14 +41,15 @@ def _worker_slice() -> range | None:
     return range(start, start + width)
 
 
-def _bindable(host: str, port: int) -> bool:
+def _bind(host: str, port: int) -> int | None:
+    """The port `host:port` could be bound to (port 0: the kernel's pick), else None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
         except OSError:
-            return False
-    return True
+            return None
+        return int(sock.getsockname()[1])
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -56,10 +57,9 @@ def free_port(host: str = "127.0.0.1") -> int:
     ports = _worker_slice()
     if ports is None:
         while True:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            with socket.socket(family, socket.SOCK_STREAM) as sock:
-                sock.bind((host, 0))
-                port = int(sock.getsockname()[1])
+            port = _bind(host, 0)
+            if port is None:
+                raise RuntimeError(f"cannot bind a TCP port on {host}")
             if (host, port) not in _HANDED_OUT:
                 _HANDED_OUT.add((host, port))
                 return port
@@ -67,7 +67,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     offset = random.randrange(len(ports))
     for step in range(len(ports)):
         port = ports[(offset + step) % len(ports)]
-        if (host, port) not in _HANDED_OUT and _bindable(host, port):
+        if (host, port) not in _HANDED_OUT and _bind(host, port) is not None:
             _HANDED_OUT.add((host, port))
             return port
     raise RuntimeError(f"no free port left in {ports} on {host}")

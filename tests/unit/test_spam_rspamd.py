@@ -101,7 +101,7 @@ def fake() -> Iterator[tuple[FakeRspamd, str]]:
 
 
 def closed_port_url() -> str:
-    """A loopback port nobody listens on (bound, then closed)."""
+    """A loopback URL nobody listens on."""
     return f"http://127.0.0.1:{free_port()}"
 
 
