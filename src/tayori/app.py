@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from tayori.auth.authenticator import Authenticator
 from tayori.auth.throttle import LoginThrottle
 from tayori.config.settings import HostPort, Settings, SpamEngineKind
+from tayori.core.offload import Offload, in_thread, inline
 from tayori.core.outcome import utcnow
 from tayori.delivery.attempts import SystemClock
 from tayori.delivery.bounces import BounceRouter
@@ -81,6 +82,12 @@ def spam_engine(settings: Settings, stores: Stores) -> SpamEngine:
     return SpamEngine(stores.spam)
 
 
+def store_reads(stores: Stores) -> Offload:
+    """Where hot-path store reads run: inline on the event loop for SQLite, whose reads are
+    cheaper than a thread hop, in a worker thread for PostgreSQL (`tayori.core.offload`)."""
+    return inline if stores.local_reads else in_thread
+
+
 def inbound_pipeline(
     settings: Settings, stores: Stores, resolver: Resolver, engine: SpamEngine | None = None
 ) -> tuple[InboundPipeline, MemberRules]:
@@ -90,7 +97,11 @@ def inbound_pipeline(
     listen = settings.listen
     hostname = settings.server.hostname
     own_names = frozenset({hostname.lower(), *([listen.smtp.host] if listen.smtp else [])})
-    member_rules = MemberRules(stores.rules)
+    reads = store_reads(stores)
+    engine = engine or spam_engine(settings, stores)
+    # rspamd answers over HTTP: never on the loop, whatever the store.
+    scoring = in_thread if isinstance(engine, RspamdSpamEngine) else reads
+    member_rules = MemberRules(stores.rules, reads)
     pipeline = InboundPipeline(
         resolver,
         settings.inbound,
@@ -99,7 +110,7 @@ def inbound_pipeline(
         # Reject rules first: a refused or Junk-ruled sender is not scored.
         recipient_steps=[
             member_rules,
-            SpamBlock(engine or spam_engine(settings, stores), stores.rules, member_rules),
+            SpamBlock(engine, stores.rules, member_rules, scoring=scoring, reads=reads),
         ],
     )
     return pipeline, member_rules
@@ -142,6 +153,7 @@ def mx_listener(
         authserv_id=settings.server.hostname,
         member_rules=member_rules,
         forwarder=forwarder,
+        reads=store_reads(stores),
     )
     return SmtpListener(
         handler,
@@ -239,7 +251,7 @@ class Service:
             settings.submission,
             settings.limits,
             settings.auth,
-            member_rules=MemberRules(stores.rules),
+            member_rules=MemberRules(stores.rules, store_reads(stores)),
         )
         lifetime = timedelta(seconds=settings.outbound.max_lifetime)
         bounces = BounceRouter(

@@ -103,15 +103,19 @@ def test_open_refuses_an_unmigrated_database(empty_url: str, tmp_path: Path) -> 
         open_stores(empty_url, tmp_path)
 
 
-def test_open_picks_the_blob_store_by_database(empty_url: str, tmp_path: Path) -> None:
+def test_open_picks_the_blob_store_and_read_placement_by_database(
+    empty_url: str, tmp_path: Path
+) -> None:
     migrate(empty_url, tmp_path)
     stores = open_stores(empty_url, tmp_path)
     try:
         if empty_url.startswith("sqlite"):
             assert isinstance(stores.blobs, FileBlobStore)
             assert (tmp_path / "messages").is_dir()
+            assert stores.local_reads  # hot-path reads may run on the event loop
         else:
             assert isinstance(stores.blobs, SqlBlobStore)
+            assert not stores.local_reads  # a network round trip: never on the loop
         ref = stores.blobs.put([b"hello"])
         with stores.blobs.open(ref) as stream:
             assert stream.read() == b"hello"

@@ -9,11 +9,11 @@ member without forwarding costs no extra database round trip.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from tayori.core.offload import Offload, in_thread
 from tayori.core.reasons import reason
 from tayori.mime.addresses import parse_addresses
 from tayori.mime.recent import recently_parsed
@@ -76,19 +76,21 @@ class MemberRules:
     """The RecipientStep for reject lists, the RCPT-time check by envelope sender, and the
     per-transaction memo of members' filters the other steps read (`filters`)."""
 
-    def __init__(self, rules: RulesStore) -> None:
+    def __init__(self, rules: RulesStore, reads: Offload = in_thread) -> None:
+        """`reads`: where the filter reads run (`tayori.core.offload`)."""
         self._rules = rules
+        self._reads = reads
         self._memo: dict[int, _Memo] = {}
 
     async def filters(self, account: Account, client: Client | None = None) -> AccountFilters:
         """The member's filters, read once per transaction of `client` (every read when no
         client is given)."""
         if client is None:
-            return await asyncio.to_thread(self._rules.filters_for, account.id)
+            return await self._reads(self._rules.filters_for, account.id)
         memo = self._memo_for(client)
         found = memo.filters.get(account.id)
         if found is None:
-            found = await asyncio.to_thread(self._rules.filters_for, account.id)
+            found = await self._reads(self._rules.filters_for, account.id)
             memo.filters[account.id] = found
         return found
 

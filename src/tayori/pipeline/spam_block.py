@@ -4,8 +4,7 @@ the global ones. Mail judged spam goes to Junk with reason `spam.junk`, never re
 
 from __future__ import annotations
 
-import asyncio
-
+from tayori.core.offload import Offload, in_thread
 from tayori.core.reply import SmtpReply
 from tayori.pipeline.member_rules import MemberRules
 from tayori.pipeline.runner import Decision
@@ -27,12 +26,23 @@ class SpamBlock:
     """The RecipientStep running the classifier for one member."""
 
     def __init__(
-        self, engine: SpamEngine, rules: RulesStore, member_rules: MemberRules | None = None
+        self,
+        engine: SpamEngine,
+        rules: RulesStore,
+        member_rules: MemberRules | None = None,
+        *,
+        scoring: Offload = in_thread,
+        reads: Offload = in_thread,
     ) -> None:
-        """`member_rules`: read the settings from its per-transaction memo (no extra query)."""
+        """`member_rules`: read the settings from its per-transaction memo (no extra query).
+        `scoring`, `reads`: where the score and the settings read run
+        (`tayori.core.offload`); scoring may be inline only for an engine that neither
+        waits on the network (rspamd) nor on a remote token store."""
         self._engine = engine
         self._rules = rules
         self._member_rules = member_rules
+        self._scoring = scoring
+        self._reads = reads
 
     async def decide(
         self, account: Account, message: bytes, client: Client, so_far: Decision
@@ -42,11 +52,11 @@ class SpamBlock:
         if self._member_rules is not None:
             settings = (await self._member_rules.filters(account, client)).spam
         else:
-            settings = await asyncio.to_thread(self._rules.get_spam_settings, account.id)
+            settings = await self._reads(self._rules.get_spam_settings, account.id)
         if not settings.enabled:
             return Decision()
         extra = [f"check:{code}" for code in so_far.reasons]
-        result = await asyncio.to_thread(
+        result = await self._scoring(
             self._engine.score,
             message,
             account.id,

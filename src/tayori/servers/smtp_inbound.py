@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tayori.config.settings import LimitsSettings
 from tayori.core.address import AddressError, parse_address
+from tayori.core.offload import Offload, in_thread
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
 from tayori.delivery.forwarding import Forwarder
 from tayori.delivery.local import Filing, LocalDelivery, Recipient
@@ -63,7 +64,10 @@ class InboundHandler:
         authserv_id: str = "",
         member_rules: MemberRules | None = None,
         forwarder: Forwarder | None = None,
+        reads: Offload = in_thread,
     ) -> None:
+        """`reads`: where the RCPT look-up runs (`tayori.core.offload`)."""
+        self._reads = reads
         self._member_rules = member_rules
         self._forwarder = forwarder  # forwarding and SRS bounces (issue 3)
         self._metadata = metadata
@@ -144,7 +148,7 @@ class InboundHandler:
         client = self._state(session).client if self._pipeline is not None else None
         rules = self._member_rules if client is not None else None
         read = rules.known(client) if rules is not None and client is not None else None
-        lookup, filters = await asyncio.to_thread(self._rcpt_reads, canonical, read)
+        lookup, filters = await self._reads(self._rcpt_reads, canonical, read)
         if rules is not None and client is not None and filters:
             rules.remember(client, filters)
         decision = decide_recipient(address, lookup, declared_size=envelope.declared_size)
@@ -273,9 +277,9 @@ class InboundHandler:
     def _rcpt_reads(
         self, canonical: str, known: frozenset[int] | None
     ) -> tuple[RecipientLookup, dict[int, AccountFilters]]:
-        """In a worker thread: the recipient and, when member filters apply (`known`: the
-        accounts whose filters the transaction has already), their filters, in one hop
-        rather than two (each hop waits its turn under load)."""
+        """Blocking (run through `reads`): the recipient and, when member filters apply
+        (`known`: the accounts whose filters the transaction has already), their filters, in
+        one call rather than two (each thread hop waits its turn under load)."""
         lookup = self._metadata.lookup_recipient(canonical)
         if known is None or self._member_rules is None:
             return lookup, {}

@@ -54,6 +54,9 @@ class Stores:
     spam: TokenStore
     web_sessions: WebSessionStore
     member: MemberStore
+    local_reads: bool = False
+    """Reads are answered from a local file (SQLite): cheaper on the event loop than a
+    thread hop (`tayori.core.offload`). False for a database across the network."""
 
     def close(self) -> None:
         # The queue store, and the blob store in PostgreSQL mode, share the metadata
@@ -121,6 +124,7 @@ def open_stores(url: str, data_dir: Path, *, clock: Clock = utcnow) -> Stores:
         spam=spam,
         web_sessions=SqlWebSessionStore(engine),
         member=SqlMemberStore(engine, clock=clock),
+        local_reads=engine.dialect.name == "sqlite",
     )
 
 

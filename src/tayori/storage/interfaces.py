@@ -2,7 +2,8 @@
 
 Methods are synchronous and thread-safe: servers call them through `asyncio.to_thread` (or
 the delivery committer's thread), which keeps one implementation for SQLite and PostgreSQL
-and keeps database drivers out of the event loop.
+and keeps database drivers out of the event loop. The one exception: hot-path SQLite reads,
+which the wiring may run inline on the loop (`Stores.local_reads`, `tayori.core.offload`).
 """
 
 from __future__ import annotations
