@@ -138,6 +138,19 @@ class MemoryTokenStore:
         return changed
 
 
+_READ_GLOBAL = select(spam_tokens.c.token, spam_tokens.c.spam, spam_tokens.c.ham).where(
+    spam_tokens.c.token.in_(bindparam("tokens", expanding=True))
+)
+_READ_ACCOUNT = select(
+    spam_account_tokens.c.token, spam_account_tokens.c.spam, spam_account_tokens.c.ham
+).where(
+    spam_account_tokens.c.token.in_(bindparam("tokens", expanding=True)),
+    spam_account_tokens.c.account_id == bindparam("scope"),
+)
+# Built once: every message looks tokens up, and building and cache-keying a statement
+# cost more than SQLite running it (a look-up of three new tokens: 453 -> 277 us of CPU).
+
+
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
@@ -238,14 +251,10 @@ class SqlTokenStore:
     def _read(
         self, conn: Connection, scope: int | None, wanted: Sequence[str]
     ) -> dict[str, TokenCounts]:
-        table, _, key = self._tables(scope)
-        query = select(table.c.token, table.c.spam, table.c.ham).where(
-            table.c.token.in_(bindparam("tokens", expanding=True)),
-            *(table.c[name] == value for name, value in key.items()),
-        )
+        query = _READ_GLOBAL if scope is None else _READ_ACCOUNT
         found: dict[str, TokenCounts] = {}
         for chunk in _chunks(wanted):
-            for token, spam, ham in conn.execute(query, {"tokens": list(chunk)}):
+            for token, spam, ham in conn.execute(query, {"tokens": list(chunk), "scope": scope}):
                 found[token] = TokenCounts(spam, ham)
         return found
 
