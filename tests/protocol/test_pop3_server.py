@@ -471,6 +471,31 @@ def test_second_session_gets_in_use(env: Env) -> None:
     assert env.metadata.locks == {}
 
 
+@pytest.mark.parametrize("delete", [False, True])
+def test_the_lock_is_released_before_quit_is_answered(env: Env, delete: bool) -> None:
+    """A mail program that reconnects as soon as QUIT is answered finds its mailbox free
+    (not `[IN-USE]`), with or without deletions; a slow release makes a late one visible."""
+    release = env.metadata.release_maildrop_lock
+
+    def slow_release(account_id: int, holder: str) -> None:
+        time.sleep(0.2)
+        release(account_id, holder)
+
+    env.metadata.release_maildrop_lock = slow_release  # type: ignore[method-assign]
+
+    def client(port: int) -> None:
+        pop = login(port)
+        if delete:
+            pop.dele(1)
+        assert pop.quit().startswith(b"+OK")
+        assert env.metadata.locks == {}
+        again = login(port)
+        assert again.stat()[0] == (2 if delete else 3)
+        again.quit()
+
+    env.run(lambda server, port: in_thread(lambda: client(port)))
+
+
 def test_locks_are_refreshed_and_a_lost_lock_ends_the_session(env: Env) -> None:
     async def scenario(server: Pop3Server, port: int) -> None:
         pop = await asyncio.to_thread(login, port)

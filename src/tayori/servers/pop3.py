@@ -275,7 +275,7 @@ class _Session(asyncio.Protocol):
                         self.last_streamed = stream.number
                         transport.write(ready)
                         continue
-            elif kind is Close:
+            elif kind is Close and self.lock_account is None:
                 self._close(cast(Close, action).reply)
                 return
             self._start_task(action)
@@ -571,6 +571,9 @@ class Pop3Server:
             await session.send(action.data)
             return True
         if isinstance(action, Close):
+            # The maildrop lock goes before the last reply: a mail program that reconnects
+            # as soon as QUIT is answered must not find its own mailbox still in use.
+            await self._release_lock(session)
             session.write(action.reply)
             return False
         if isinstance(action, Authenticate):
