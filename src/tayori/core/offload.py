@@ -6,10 +6,11 @@ SQLite a read is answered from a local file, mostly from the page cache, in tens
 of microseconds, while the hop to a thread and back costs about as much CPU again and wakes
 two threads that then take the GIL from each other: on the MX, running the recipient
 look-up and the spam score `inline` instead of in threads cut the CPU per message of one MX
-process by 13-20 %, of two by a few per cent (bench/RESULTS.md). So the wiring (`tayori.app`) chooses per call site, from what the store
-is: `inline` only for SQLite reads whose work is bounded and local, never for writes (a
-writer may wait for SQLite's write lock, for seconds under load) and never for anything that
-talks to another host (rspamd, DNS, PostgreSQL).
+process by 13-20 %, of two by a few per cent (bench/RESULTS.md). So the wiring
+(`tayori.app`) chooses per call site, from what the store is: `inline` only for SQLite
+reads whose work is bounded and local, never for writes (a writer may wait for SQLite's
+write lock, for seconds under load) and never for anything that talks to another host
+(rspamd, DNS, PostgreSQL).
 
 What inline costs: the loop does nothing else during the call, so every other session on it
 waits that long. A read whose pages are not cached waits for the disk; a WAL reader waits
