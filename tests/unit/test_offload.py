@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,11 @@ from tayori.pipeline.runner import Decision
 from tayori.pipeline.spam_block import SpamBlock
 from tayori.pipeline.steps import Client
 from tayori.rules.model import AccountFilters, SpamSettings
-from tayori.spam.engine import Sensitivity, SpamEngine, SpamResult
+from tayori.spam.engine import SpamEngine, SpamResult
 from tayori.spam.rspamd import RspamdSpamEngine
 from tayori.spam.store import MemoryTokenStore
 from tayori.storage.factory import Stores
-from tayori.storage.records import Account, AccountStatus
+from tests.fakes import FakeMetadataStore
 
 
 def where(value: int, *, plus: int = 0) -> tuple[int, int]:
@@ -62,40 +60,17 @@ class Rules:
         return SpamSettings()
 
 
-class Recording(SpamEngine):
-    def __init__(self) -> None:
-        super().__init__(MemoryTokenStore())
-        self.threads: list[int] = []
+def recorded(engine: SpamEngine) -> list[int]:
+    """Replace the engine's score by one that records its thread and never leaves the
+    process (rspamd's would call out); the wiring still sees the engine's own class."""
+    threads: list[int] = []
 
-    def score(
-        self,
-        raw: bytes,
-        account_id: int | None = None,
-        *,
-        sensitivity: Sensitivity | None = None,
-        extra: Iterable[str] = (),
-    ) -> SpamResult:
-        self.threads.append(threading.get_ident())
-        return super().score(raw, account_id, sensitivity=sensitivity, extra=extra)
-
-
-class RecordingRspamd(RspamdSpamEngine):
-    """rspamd's engine as the wiring sees it; its score never leaves the process here."""
-
-    def __init__(self) -> None:
-        super().__init__(MemoryTokenStore(), url="http://127.0.0.1:9/")
-        self.threads: list[int] = []
-
-    def score(
-        self,
-        raw: bytes,
-        account_id: int | None = None,
-        *,
-        sensitivity: Sensitivity | None = None,
-        extra: Iterable[str] = (),
-    ) -> SpamResult:
-        self.threads.append(threading.get_ident())
+    def score(raw: bytes, account_id: int | None = None, **options: Any) -> SpamResult:
+        threads.append(threading.get_ident())
         return SpamResult(0.0, False, ())
+
+    engine.score = score  # type: ignore[method-assign]
+    return threads
 
 
 def stores(local_reads: bool, rules: Rules) -> Stores:
@@ -112,16 +87,7 @@ def stores(local_reads: bool, rules: Rules) -> Stores:
     )
 
 
-MEMBER = Account(
-    id=7,
-    address="alice@example.test",
-    domain_id=1,
-    password_hash="",
-    quota_bytes=0,
-    used_bytes=0,
-    status=AccountStatus.ACTIVE,
-    created=datetime(2026, 1, 1, tzinfo=UTC),
-)
+MEMBER = FakeMetadataStore().add_account("alice@example.test", "")
 
 
 @pytest.mark.parametrize(
@@ -136,7 +102,12 @@ def test_the_pipeline_runs_reads_and_scoring_where_the_wiring_says(
     tmp_path: Path, local_reads: bool, rspamd: bool, reads_inline: bool, score_inline: bool
 ) -> None:
     rules = Rules()
-    engine: Recording | RecordingRspamd = RecordingRspamd() if rspamd else Recording()
+    engine = (
+        RspamdSpamEngine(MemoryTokenStore(), url="http://127.0.0.1:9/")
+        if rspamd
+        else SpamEngine(MemoryTokenStore())
+    )
+    scored = recorded(engine)
     settings = settings_from_mapping({"server": {"data_dir": str(tmp_path)}})
     built = stores(local_reads, rules)
     assert (store_reads(built) is inline) is local_reads
@@ -151,6 +122,6 @@ def test_the_pipeline_runs_reads_and_scoring_where_the_wiring_says(
         return threading.get_ident()
 
     loop_thread = asyncio.run(main())
-    assert rules.threads and engine.threads
+    assert rules.threads and scored
     assert all((thread == loop_thread) is reads_inline for thread in rules.threads)
-    assert all((thread == loop_thread) is score_inline for thread in engine.threads)
+    assert all((thread == loop_thread) is score_inline for thread in scored)
