@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tayori.spam.tokens import (
     _CJK_RUN,
+    _URL,
     _WORD,
     MAX_TOKEN_LEN,
     TOKENIZER_VERSION,
@@ -16,6 +17,7 @@ from tayori.spam.tokens import (
     _words,
     text_tokens,
     tokenize,
+    url_hosts,
 )
 
 
@@ -35,6 +37,35 @@ def test_latin_words_are_lowercased_and_trimmed() -> None:
 
 def test_long_strings_only_say_that_they_are_there() -> None:
     assert text_tokens("a" * 45) == {"skip:a40"}
+
+
+# Characters that make URL-looking text: every spelling of the scheme and of "www.",
+# Unicode letters that match [a-z] or "s" case-insensitively (ſ, K, İ, ı), separators.
+_URLISH = st.text(alphabet="hHtTpPsSſwW.:/-xK\u0130\u0131é 0", max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            _URLISH,
+            st.sampled_from(["http://", "HTTPS://", "wWw.", "www.a.b", "https://x.y/", "hxxp://"]),
+        ),
+        max_size=8,
+    )
+)
+def test_url_hosts_finds_what_the_full_scan_finds(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert list(url_hosts(text)) == [match.group(1) for match in _URL.finditer(text)]
+
+
+def test_url_hosts_overlapping_and_adjacent_candidates() -> None:
+    for text in ("wwww.a.b", "https://www.a.b", "http://x.y://z.w", "WwW.x WWW.y", "httpſ://s.t"):
+        assert list(url_hosts(text)) == [match.group(1) for match in _URL.finditer(text)], text
+    assert list(url_hosts("see https://www.example.com/x and Www.test.example.")) == [
+        "www.example.com",
+        "test.example.",
+    ]
 
 
 def test_url_hosts_and_their_parent_domains() -> None:
