@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from tayori.core.address import AddressError
 from tayori.core.errors import ConflictError, NotFoundError, StoreUnavailableError, TayoriError
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
-from tayori.storage.engine import create_store_engine
+from tayori.storage.engine import create_store_engine, read_connection, write_transaction
 from tayori.storage.factory import Stores
 from tayori.storage.interfaces import MetadataStore
 from tayori.storage.records import (
@@ -672,6 +672,49 @@ def test_sqlite_locked_too_long_is_unavailable(sqlite_template: Path, tmp_path: 
             store.add_domain("example.test")
         blocker.execute("ROLLBACK")
         store.add_domain("example.test")
+    finally:
+        blocker.close()
+        store.close()
+
+
+def test_sqlite_write_transactions_take_the_write_lock_at_begin(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """BEGIN IMMEDIATE for writes (a deferred BEGIN that later writes fails at once when
+    another writer got there first), a deferred BEGIN for reads, and no connection event
+    listener on the engine: one makes SQLAlchemy dispatch events around every statement."""
+    path = tmp_path / "tayori.db"
+    shutil.copyfile(sqlite_template, path)
+    engine = create_store_engine(f"sqlite:///{path}", busy_timeout=0.05)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        with write_transaction(engine) as conn:
+            assert conn.connection.dbapi_connection.in_transaction  # before any statement
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        with read_connection(engine) as conn:
+            conn.exec_driver_sql("SELECT 1").all()
+            assert conn.connection.dbapi_connection.in_transaction
+            other.execute("BEGIN IMMEDIATE")  # a reader holds no write lock
+            other.execute("ROLLBACK")
+        assert not engine._has_events
+    finally:
+        other.close()
+        engine.dispose()
+
+
+def test_sqlite_writer_waits_for_a_lock_held_briefly(sqlite_template: Path, tmp_path: Path) -> None:
+    path = tmp_path / "tayori.db"
+    shutil.copyfile(sqlite_template, path)
+    store = _sqlite_store(path, busy_timeout=5.0)
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.2, lambda: blocker.execute("ROLLBACK"))
+        release.start()
+        store.add_domain("example.test")  # waits for the lock instead of failing
+        release.join()
+        assert [d.name for d in store.list_domains()] == ["example.test"]
     finally:
         blocker.close()
         store.close()
