@@ -15,6 +15,7 @@ from tayori.spam.store import (
     Training,
     message_digest,
 )
+from tayori.spam.tokens import tokenize
 from tayori.storage.engine import create_store_engine
 from tayori.storage.factory import Stores
 
@@ -100,9 +101,26 @@ def test_many_tokens_and_messages(token_store: tuple[TokenStore, int]) -> None:
 
 def test_long_and_unicode_tokens_round_trip(token_store: tuple[TokenStore, int]) -> None:
     store, _ = token_store
-    tokens = ("無料", "subject:今す", "x" * 60, "quote'\"\\")
+    tokens = ("無料", "subject:今す", "x" * 60, "quote'\"\\", "emoji:😀", "tab\tx", "\u2028")
     store.learn([item("1", True, *tokens)], None)
     assert set(store.lookup(set(tokens), None)[1]) == set(tokens)
+
+
+def test_a_message_with_nul_in_its_headers_is_learnt_and_looked_up(
+    token_store: tuple[TokenStore, int],
+) -> None:
+    """PostgreSQL refuses NUL in text and json_each cuts at it: the tokens never have one."""
+    store, account_id = token_store
+    raw = (
+        b"From: a@b.example\r\nMessage-ID: <x@ho\x00st.example>\r\n"
+        b'Content-Type: text/plain; charset="us\x00ascii"\r\n\r\nhello there\r\n'
+    )
+    tokens = tokenize(raw)
+    assert "x:charset:usascii" in tokens
+    store.learn([Training(message_digest(raw), True, frozenset(tokens))], account_id)
+    totals, counts = store.lookup(tokens, account_id)
+    assert totals == TokenCounts(1, 0)
+    assert counts["x:charset:usascii"] == TokenCounts(1, 0)
 
 
 def test_cached_counts_follow_learning_by_another_process(stores: Stores, backend_url: str) -> None:

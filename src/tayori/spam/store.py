@@ -10,13 +10,23 @@ bytes: learning the same message again changes nothing, and learning it as the o
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tayori.core.outcome import utcnow
@@ -138,14 +148,28 @@ class MemoryTokenStore:
         return changed
 
 
-_READ_GLOBAL = select(spam_tokens.c.token, spam_tokens.c.spam, spam_tokens.c.ham).where(
-    spam_tokens.c.token.in_(bindparam("tokens", expanding=True))
-)
-_READ_ACCOUNT = select(
-    spam_account_tokens.c.token, spam_account_tokens.c.spam, spam_account_tokens.c.ham
-).where(
-    spam_account_tokens.c.token.in_(bindparam("tokens", expanding=True)),
-    spam_account_tokens.c.account_id == bindparam("scope"),
+def _token_reads(tokens: Any) -> tuple[Any, Any]:
+    """(global, per-account) look-ups of the tokens in `tokens` (an IN condition)."""
+    return (
+        select(spam_tokens.c.token, spam_tokens.c.spam, spam_tokens.c.ham).where(
+            spam_tokens.c.token.in_(tokens)
+        ),
+        select(
+            spam_account_tokens.c.token, spam_account_tokens.c.spam, spam_account_tokens.c.ham
+        ).where(
+            spam_account_tokens.c.token.in_(tokens),
+            spam_account_tokens.c.account_id == bindparam("scope"),
+        ),
+    )
+
+
+_READ_GLOBAL, _READ_ACCOUNT = _token_reads(bindparam("tokens", expanding=True))
+# SQLite: the tokens as one JSON array, unpacked by json_each. An expanding IN list is SQL
+# of another length for every count of tokens, which SQLAlchemy renders anew and SQLite
+# prepares anew each time; one statement text stays prepared (a look-up of three new
+# tokens: 108 -> 63 us, of 300: 637 -> 473 us).
+_READ_GLOBAL_SQLITE, _READ_ACCOUNT_SQLITE = _token_reads(
+    select(literal_column("value")).select_from(func.json_each(bindparam("tokens_json")))
 )
 # Built once: every message looks tokens up, and building and cache-keying a statement
 # cost more than SQLite running it (a look-up of three new tokens: 453 -> 277 us of CPU).
@@ -251,10 +275,15 @@ class SqlTokenStore:
     def _read(
         self, conn: Connection, scope: int | None, wanted: Sequence[str]
     ) -> dict[str, TokenCounts]:
-        query = _READ_GLOBAL if scope is None else _READ_ACCOUNT
         found: dict[str, TokenCounts] = {}
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            query = _READ_GLOBAL_SQLITE if scope is None else _READ_ACCOUNT_SQLITE
+        else:
+            query = _READ_GLOBAL if scope is None else _READ_ACCOUNT
         for chunk in _chunks(wanted):
-            for token, spam, ham in conn.execute(query, {"tokens": list(chunk), "scope": scope}):
+            tokens = {"tokens_json": json.dumps(list(chunk))} if sqlite else {"tokens": list(chunk)}
+            for token, spam, ham in conn.execute(query, {**tokens, "scope": scope}):
                 found[token] = TokenCounts(spam, ham)
         return found
 

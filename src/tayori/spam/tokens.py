@@ -240,6 +240,11 @@ def message_tokens(message: Message) -> set[str]:
             html = part.payload()[:_MAX_TEXT].decode("latin-1")
             for host in url_hosts(html):
                 _hosts(host, "url:", out)
+    if "\x00" in "".join(out):
+        # A NUL (from a hostile header parameter) cannot be stored by PostgreSQL nor passed
+        # through SQLite's json_each, so no token has one (learning or scoring such a
+        # message failed on PostgreSQL before).
+        out = {token.replace("\x00", "") for token in out}
     return {token[:MAX_TOKEN_LEN] for token in out}
 
 
