@@ -9,7 +9,7 @@ import smtplib
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -53,10 +53,14 @@ class FailingMetadata:
         self.inner = inner
         self.down = False
 
-    def append_messages(self, items: Sequence[NewMessage]) -> list[AppendResult]:
+    def append_messages(
+        self,
+        items: Sequence[NewMessage],
+        late: Callable[[], Sequence[NewMessage]] | None = None,
+    ) -> list[AppendResult]:
         if self.down:
             raise StoreUnavailableError("database unavailable")
-        return self.inner.append_messages(items)  # type: ignore[attr-defined, no-any-return]
+        return self.inner.append_messages(items, late)  # type: ignore[attr-defined, no-any-return]
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)

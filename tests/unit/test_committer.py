@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -17,9 +17,18 @@ class RecordingStore:
         self.calls: list[int] = []
         self.gate = threading.Event()
         self.fail_account: int | None = None
+        self.take_late = False
+        self.entered = threading.Event()
 
-    def append_messages(self, items: Sequence[NewMessage]) -> list[AppendResult]:
-        self.gate.wait(5)
+    def append_messages(
+        self,
+        items: Sequence[NewMessage],
+        late: Callable[[], Sequence[NewMessage]] | None = None,
+    ) -> list[AppendResult]:
+        self.entered.set()
+        self.gate.wait(5)  # as a commit waits for the write lock
+        if late is not None and self.take_late:
+            items = [*items, *late()]
         self.calls.append(len(items))
         if any(item.account_id == self.fail_account for item in items):
             raise OSError("disk full")
@@ -58,6 +67,51 @@ def test_waiting_jobs_share_one_commit() -> None:
     assert sum(store.calls) == 21
     assert len(store.calls) <= 3  # the first alone, then the others batched
     assert all(len(r) == 2 for r in results[1:])
+
+
+def test_jobs_that_arrive_while_a_commit_waits_for_the_lock_join_it() -> None:
+    store = RecordingStore()
+    store.take_late = True
+    committer = DeliveryCommitter(store)  # type: ignore[arg-type]
+    committer.start()
+
+    async def main() -> list[list[AppendResult]]:
+        first = asyncio.ensure_future(committer.append([item(1)]))
+        await asyncio.to_thread(store.entered.wait, 5)  # the first job alone, waiting
+        rest = [asyncio.ensure_future(committer.append([item(2), item(3)])) for _ in range(10)]
+        await asyncio.sleep(0)
+        store.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(main())
+    committer.stop()
+    assert store.calls == [21]  # one commit, not the first alone and then the rest
+    assert committer.batches == 1
+    assert [len(r) for r in results] == [1] + [2] * 10
+    assert [r.uid for r in results[2]] == [4, 5]  # each job gets its own slice, in order
+
+
+def test_a_failing_late_job_does_not_fail_the_commit_it_joined() -> None:
+    store = RecordingStore()
+    store.take_late = True
+    store.fail_account = 7
+    committer = DeliveryCommitter(store)  # type: ignore[arg-type]
+    committer.start()
+
+    async def main() -> tuple[object, ...]:
+        first = asyncio.ensure_future(committer.append([item(1)]))
+        await asyncio.to_thread(store.entered.wait, 5)
+        bad = asyncio.ensure_future(committer.append([item(7)]))
+        good = asyncio.ensure_future(committer.append([item(2)]))
+        await asyncio.sleep(0)
+        store.gate.set()
+        return tuple(await asyncio.gather(first, bad, good, return_exceptions=True))
+
+    first, bad, good = asyncio.run(main())
+    committer.stop()
+    assert isinstance(bad, OSError)
+    assert isinstance(first, list) and first[0].appended
+    assert isinstance(good, list) and good[0].appended
 
 
 def test_a_failing_job_does_not_fail_its_batch_mates() -> None:

@@ -4,6 +4,11 @@ A `250` may only be sent once the message is durable, and a durable metadata com
 fsync. One writer thread takes every append that is waiting when it becomes free and
 commits them together, so throughput grows with concurrency instead of being capped by the
 disk's fsync rate, while no session is answered before its own data is committed.
+
+With several MX processes (`[server] smtp_processes`) on one SQLite database, the write
+lock is shared, and a commit often waits for another process's: the appends that arrive
+during that wait join the commit once it has the lock (`late`), rather than waiting for
+the lock again in the next round.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class DeliveryCommitter:
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.committed = 0
+        self._stopping = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tayori-committer", daemon=True)
@@ -56,38 +62,49 @@ class DeliveryCommitter:
             self._thread = None
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        self._stopping = False
+        while not self._stopping:
             first = self._jobs.get()
             if first is None:
                 break
             batch = [first]
-            count = len(first.items)
-            while count < self._max_batch:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                batch.append(job)
-                count += len(job.items)
+            self._take_waiting(batch)
             self._commit(batch)
 
-    def _commit(self, batch: list[_Job]) -> None:
+    def _take_waiting(self, batch: list[_Job]) -> list[_Job]:
+        """Move the jobs waiting now into `batch`, up to `max_batch` items; returns them.
+        The stop signal ends the thread once this batch is committed."""
+        taken: list[_Job] = []
+        count = sum(len(job.items) for job in batch)
+        while count < self._max_batch and not self._stopping:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._stopping = True
+                break
+            batch.append(job)
+            taken.append(job)
+            count += len(job.items)
+        return taken
+
+    def _commit(self, batch: list[_Job], *, take_late: bool = True) -> None:
+        def late() -> list[NewMessage]:
+            return [item for job in self._take_waiting(batch) for item in job.items]
+
         items = [item for job in batch for item in job.items]
         try:
-            results = self._metadata.append_messages(items)
+            results = self._metadata.append_messages(items, late if take_late else None)
         except Exception as error:  # one bad job must not fail the others: retry alone
             if len(batch) == 1:
                 _settle(batch[0], error=error)
                 return
-            for job in batch:
-                self._commit([job])
+            for job in list(batch):
+                self._commit([job], take_late=False)
             return
         self.batches += 1
-        self.committed += len(items)
+        self.committed += len(results)
         start = 0
         for job in batch:
             _settle(job, results=results[start : start + len(job.items)])

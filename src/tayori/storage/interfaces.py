@@ -8,7 +8,7 @@ which the wiring may run inline on the loop (`Stores.local_reads`, `tayori.core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, NamedTuple, Protocol
@@ -136,13 +136,22 @@ class MetadataStore(Protocol):
 
     def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
 
-    def append_messages(self, items: Sequence[NewMessage]) -> list[AppendResult]:
+    def append_messages(
+        self,
+        items: Sequence[NewMessage],
+        late: Callable[[], Sequence[NewMessage]] | None = None,
+    ) -> list[AppendResult]:
         """Append many messages in one transaction (group commit), in order.
 
         For each item: if enforce_quota and used + size > quota (quota > 0), it is not
         appended and its `on_over_quota` outcome is recorded; else it gets the mailbox's
         next UID and a new MODSEQ, usage grows by its size, and `on_delivered` is recorded
-        (with the outcome's detail extended by mailbox and UID). One commit for all."""
+        (with the outcome's detail extended by mailbox and UID). One commit for all.
+
+        `late`, if given, is called once, when the transaction holds the write lock: the
+        appends it returns join this commit after `items` (their results follow). A group
+        commit that had to wait for the lock (another MX process was committing) so takes
+        what arrived meanwhile, instead of waiting for the lock once more for it."""
         ...
 
     def list_messages(self, mailbox_id: int) -> list[StoredMessage]:

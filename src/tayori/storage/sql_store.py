@@ -373,11 +373,19 @@ class SqlMetadataStore(MailboxOperations):
             )
             return [_mailbox(row) for row in rows]
 
-    def append_messages(self, items: Sequence[NewMessage]) -> list[AppendResult]:
+    def append_messages(
+        self,
+        items: Sequence[NewMessage],
+        late: Callable[[], Sequence[NewMessage]] | None = None,
+    ) -> list[AppendResult]:
         """Raises NotFoundError, appending nothing, when an item's account is gone."""
         if not items:
             return []
         with self._write() as conn:
+            # SQLite: the write lock is ours since BEGIN IMMEDIATE (PostgreSQL locks rows
+            # as it goes, so `late` finds little there, and that is fine).
+            if late is not None:
+                items = [*items, *late()]
             return append_in(conn, items)
 
     def list_messages(self, mailbox_id: int) -> list[StoredMessage]:
