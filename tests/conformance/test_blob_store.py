@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +178,17 @@ def test_file_layout_and_no_temp_files(tmp_path: Path) -> None:
     assert _files(root) == [root / ref[:2] / ref[2:4] / ref]
     with store.open(ref) as stream:
         assert isinstance(stream, io.BufferedReader)
+
+
+def test_file_blobs_are_readable_by_the_service_only(tmp_path: Path) -> None:
+    """Members' mail must not become readable by other local users through a lax umask."""
+    old_umask = os.umask(0)
+    try:
+        ref = FileBlobStore(tmp_path / "messages").put([b"private"])
+    finally:
+        os.umask(old_umask)
+    path = tmp_path / "messages" / ref[:2] / ref[2:4] / ref
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_file_open_takes_only_exact_refs(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -33,6 +32,7 @@ reader holds only one at a time."""
 _REF = re.compile(r"^[0-9a-f]{32}$")
 _LEVEL = re.compile(r"^[0-9a-f]{2}$")
 _TEMP_PREFIX = ".tmp-"
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _DELETE_BATCH = 500
 _LIST_PAGE = 1000
 
@@ -56,7 +56,8 @@ class FileBlobStore:
 
     def __init__(self, root: Path) -> None:
         self._root = root
-        self._made: set[Path] = set()
+        self._root_str = os.fspath(root)
+        self._made: set[str] = set()
         """Directories known to exist (and be durable): no stat per message."""
 
     def _path(self, ref: str) -> Path | None:
@@ -66,40 +67,45 @@ class FileBlobStore:
         return self._root / ref[:2] / ref[2:4] / ref
 
     def put(self, chunks: Iterable[bytes]) -> str:
+        # Plain `os` calls on string paths: every message delivered goes through here, and
+        # pathlib, `tempfile.mkstemp` and a buffered file object cost about 60 us of CPU
+        # per message on top of the system calls. The ref is random, so the temporary name
+        # built from it needs no retry loop; O_EXCL still refuses to reuse a name.
         ref = _new_file_ref()
-        path = self._path(ref)
-        assert path is not None
-        with _io_errors(path.parent):
-            fd, temp = self._temp_file(path.parent)
+        directory = f"{self._root_str}/{ref[:2]}/{ref[2:4]}"
+        path = f"{directory}/{ref}"
+        temp = f"{directory}/{_TEMP_PREFIX}{ref}"
+        with _io_errors(directory):
+            fd = self._create_temp(directory, temp)
         try:
-            with os.fdopen(fd, "wb") as file:
+            try:
+                # The chunks may come from a client: its errors are not the disk's.
                 for chunk in chunks:
                     with _io_errors(path):
-                        file.write(chunk)
+                        _write_all(fd, chunk)
                 with _io_errors(path):
-                    file.flush()
-                    os.fsync(file.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             with _io_errors(path):
-                Path(temp).replace(path)
+                os.replace(temp, path)  # noqa: PTH105 - plain calls, see above
                 # The rename is durable only once the directory entry is on disk.
-                _fsync_dir(path.parent)
+                _fsync_dir(directory)
         except BaseException:
             with suppress(FileNotFoundError):
                 Path(temp).unlink()
             raise
         return ref
 
-    def _temp_file(self, directory: Path) -> tuple[int, str]:
+    def _create_temp(self, directory: str, temp: str) -> int:
         if directory not in self._made:
-            _make_dirs(directory)
+            _make_dirs(Path(directory))
             self._made.add(directory)
         try:
-            return tempfile.mkstemp(dir=directory, prefix=_TEMP_PREFIX)
+            return os.open(temp, _CREATE_FLAGS, 0o600)
         except FileNotFoundError:  # removed behind our back (an admin's cleanup): remake it
-            self._made.discard(directory)
-            _make_dirs(directory)
-            self._made.add(directory)
-            return tempfile.mkstemp(dir=directory, prefix=_TEMP_PREFIX)
+            _make_dirs(Path(directory))
+            return os.open(temp, _CREATE_FLAGS, 0o600)
 
     def open(self, ref: str) -> BinaryIO:
         # A plain string path, not `_path`: POP3 opens one blob per message downloaded, and
@@ -157,6 +163,12 @@ class FileBlobStore:
                         continue
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _subdirectories(directory: Path) -> list[str]:
     """The two-hex-digit directories `put` makes, sorted."""
     try:
@@ -179,7 +191,7 @@ def _make_dirs(directory: Path) -> None:
     _fsync_dir(directory.parent.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: Path | str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -188,7 +200,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextmanager
-def _io_errors(path: Path) -> Iterator[None]:
+def _io_errors(path: Path | str) -> Iterator[None]:
     """A failing disk (full, read-only, gone) is a temporary failure, answered with 4xx."""
     try:
         yield
