@@ -3,7 +3,8 @@
 Every writer stores a message's bytes durably first (`BlobStore.put`) and then commits the
 rows that name them, and every deleter commits first and removes the bytes after; so a crash,
 or a failed store or delete, can leave bytes nothing refers to (a file, or a `blobs` row in
-PostgreSQL mode), and a `put` cut short by a crash leaves its `.tmp-*` file. They are only
+PostgreSQL mode) and a file that a `put` cut short by a crash left half written, under its
+own ref (earlier versions left a `.tmp-*` file instead). They are only
 wasted space, but nothing else ever removes them. `tayori store sweep` removes them on demand,
 and `tayori serve` once a day (`run_periodically`).
 
@@ -28,8 +29,9 @@ Why deleting them is safe while mail is being delivered:
   mode, from `blobs.created`, stamped by the writing node: nodes' clocks must agree to well
   within a day, which NTP gives by orders of magnitude.
 
-`.tmp-*` files are `put`'s own and never named by a row: one older than `TEMP_AGE` (an hour)
-belongs to a `put` that died, since a `put` writes bytes already in memory.
+`.tmp-*` files, left by earlier versions' `put`, are never named by a row: one older than
+`TEMP_AGE` (an hour) belongs to a `put` that died, since a `put` writes bytes already in
+memory.
 
 Several nodes sweeping at once is harmless: deleting what another node deleted is a no-op.
 """
