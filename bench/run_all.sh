@@ -294,7 +294,10 @@ tayori_rep() {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "host: $(uname -srm), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
   echo "fs: $(df -T /var/tmp | awk 'NR==2 {print $2, $1}')"
-  echo "tayori: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null) (+ uncommitted work in progress)"
+  dirty=""
+  [ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null)" ] \
+    && dirty=" (+ uncommitted changes)"
+  echo "tayori: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$dirty"
   echo "python: $("$PY" -c 'import sys, uvloop, aiosmtpd, sqlalchemy; print(sys.version.split()[0], "uvloop", uvloop.__version__, "aiosmtpd", aiosmtpd.__version__, "sqlalchemy", sqlalchemy.__version__)')"
   echo "command: bash bench/run_all.sh $ARGS"
   echo "options: reps=$REPS peer_reps=$PEER_REPS messages=$MESSAGES size=$SIZE concurrency=$CONCURRENCY checks_concurrency=$CHECKS_CONCURRENCY smtp_processes=$SMTP_PROCESSES pop3_messages=$POP3_MESSAGES idle_conns=$IDLE_CONNS quiet_wait=$QUIET_WAIT"
