@@ -13,7 +13,6 @@ import getpass
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import sys
@@ -124,7 +123,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _hash(password: str) -> str:
-    from tayori.auth.passwords import hash_password
+    from tayori.auth.passwords import hash_password  # argon2: only for commands that hash
 
     return hash_password(password)
 
@@ -214,6 +213,7 @@ def _init_instance(
     data_dir: Path, hostname: str, domain: str | None, demo: bool, created: list[Path]
 ) -> dict[str, str]:
     """Database, certificate, domain and demo members; returns the demo passwords."""
+    from tayori.auth.passwords import generate_password
     from tayori.servers.tls import write_self_signed
     from tayori.storage.factory import migrate, open_stores
 
@@ -232,7 +232,7 @@ def _init_instance(
         if demo:
             for name in DEMO_MEMBERS:
                 address = f"{name}@{domain}"
-                password = secrets.token_urlsafe(12)
+                password = generate_password()
                 stores.metadata.add_account(address, _hash(password), 0)
                 passwords[address] = password
     finally:

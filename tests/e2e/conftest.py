@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tayori.auth.passwords import generate_password
 from tayori.cli import main
 from tayori.servers.tls import write_self_signed
 from tayori.testing.dns_server import DnsServer, Zone
@@ -87,7 +87,7 @@ class Instance:
         return result.stdout + result.stderr
 
     def add_user(self, address: str, quota: str | None = None) -> str:
-        password = secrets.token_urlsafe(12)
+        password = generate_password()
         args = ["user", "add", address, "--password-stdin"]
         if quota:
             args += ["--quota", quota]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import string
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -16,6 +19,17 @@ def _utf8(password: str) -> bytes:
     """Any text, also with lone surrogates (what a protocol's surrogateescape decoding makes of
     bytes that are not UTF-8): argon2-cffi's own encoding would raise on those."""
     return password.encode("utf-8", "surrogatepass")
+
+
+_GENERATED_ALPHABET = string.ascii_letters + string.digits
+_GENERATED_LENGTH = 16
+"""16 letters or digits: 95 bits. No `-` or `_` (as `token_urlsafe` has): a password that
+begins with `-` is taken for an option by the mail programs and tools it is typed into."""
+
+
+def generate_password() -> str:
+    """A random password for a member to type (the demo members of `tayori init`)."""
+    return "".join(secrets.choice(_GENERATED_ALPHABET) for _ in range(_GENERATED_LENGTH))
 
 
 def hash_password(password: str) -> str:
