@@ -2,7 +2,7 @@
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -49,20 +49,30 @@ def item(account_id: int) -> NewMessage:
     )
 
 
+async def one_then_ten(
+    committer: DeliveryCommitter,
+    store: RecordingStore,
+    until_first_taken: Callable[[], Awaitable[None]],
+) -> list[list[AppendResult]]:
+    """One job of one item, then (once `until_first_taken`) ten of two items; then the
+    store's gate opens."""
+    first = asyncio.ensure_future(committer.append([item(1)]))
+    await until_first_taken()
+    rest = [asyncio.ensure_future(committer.append([item(2), item(3)])) for _ in range(10)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    return await asyncio.gather(first, *rest)
+
+
 def test_waiting_jobs_share_one_commit() -> None:
     store = RecordingStore()
     committer = DeliveryCommitter(store)  # type: ignore[arg-type]
     committer.start()
 
-    async def main() -> list[list[AppendResult]]:
-        first = asyncio.ensure_future(committer.append([item(1)]))
+    async def first_job_taken() -> None:
         await asyncio.sleep(0)  # the thread takes the first job and waits at the gate
-        rest = [asyncio.ensure_future(committer.append([item(2), item(3)])) for _ in range(10)]
-        await asyncio.sleep(0)
-        store.gate.set()
-        return await asyncio.gather(first, *rest)
 
-    results = asyncio.run(main())
+    results = asyncio.run(one_then_ten(committer, store, first_job_taken))
     committer.stop()
     assert sum(store.calls) == 21
     assert len(store.calls) <= 3  # the first alone, then the others batched
@@ -75,15 +85,10 @@ def test_jobs_that_arrive_while_a_commit_waits_for_the_lock_join_it() -> None:
     committer = DeliveryCommitter(store)  # type: ignore[arg-type]
     committer.start()
 
-    async def main() -> list[list[AppendResult]]:
-        first = asyncio.ensure_future(committer.append([item(1)]))
-        await asyncio.to_thread(store.entered.wait, 5)  # the first job alone, waiting
-        rest = [asyncio.ensure_future(committer.append([item(2), item(3)])) for _ in range(10)]
-        await asyncio.sleep(0)
-        store.gate.set()
-        return await asyncio.gather(first, *rest)
+    async def first_job_waiting() -> None:
+        await asyncio.to_thread(store.entered.wait, 5)  # the first job alone, at the gate
 
-    results = asyncio.run(main())
+    results = asyncio.run(one_then_ten(committer, store, first_job_waiting))
     committer.stop()
     assert store.calls == [21]  # one commit, not the first alone and then the rest
     assert committer.batches == 1
