@@ -70,9 +70,9 @@ class FileBlobStore:
         # Written under its final name, with no temporary file and rename: a blob is only
         # ever read through a committed row, and the row is committed after `put` returns,
         # so a file cut short by a crash is an orphan nobody opens (the sweep removes it).
-        # The rename cost more than the rest of `put` together: under load, with many
-        # writers in the same directory, it doubled the time of the two fsyncs (5.3 -> 2.9
-        # ms per put at 10 sessions). Plain `os` calls on string paths: pathlib,
+        # The rename cost more than the rest of `put` together: under load the create and
+        # the two fsyncs took twice as long with it (5.3 -> 2.5 ms per put, 2 MX processes
+        # at 10 sessions; bench/RESULTS.md). Plain `os` calls on string paths: pathlib,
         # `tempfile.mkstemp` and a buffered file object cost ~60 us of CPU per message.
         # O_EXCL refuses to reuse a name (refs are random).
         ref = _new_file_ref()
