@@ -7,7 +7,7 @@ from tayori.auth.passwords import generate_password, hash_password, verify_passw
 
 def test_generated_passwords_are_letters_and_digits_only() -> None:
     """A demo password is typed into mail programs and command lines: one beginning with
-    `-` was taken for an option by swaks (seen in CI)."""
+    `-` was taken for an option by swaks (seen in an end-to-end test run)."""
     drawn = [generate_password() for _ in range(500)]
     assert all(len(p) == 16 and p.isascii() and p.isalnum() for p in drawn)
     assert len(set(drawn)) == len(drawn)

@@ -3,9 +3,9 @@
 Every writer stores a message's bytes durably first (`BlobStore.put`) and then commits the
 rows that name them, and every deleter commits first and removes the bytes after; so a crash,
 or a failed store or delete, can leave bytes nothing refers to (a file, or a `blobs` row in
-PostgreSQL mode) and a file that a `put` cut short by a crash left half written, under its
-own ref (earlier versions left a `.tmp-*` file instead). They are only
-wasted space, but nothing else ever removes them. `tayori store sweep` removes them on demand,
+PostgreSQL mode), and a `put` cut short by a crash leaves its file half written under its
+own ref (earlier versions left a `.tmp-*` file instead). They are only wasted space, but
+nothing else ever removes them. `tayori store sweep` removes them on demand,
 and `tayori serve` once a day (`run_periodically`).
 
 Why deleting them is safe while mail is being delivered:
