@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import shutil
@@ -14,11 +15,18 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
 
 from tayori.core.address import AddressError
 from tayori.core.errors import ConflictError, NotFoundError, StoreUnavailableError, TayoriError
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
-from tayori.storage.engine import create_store_engine, read_connection, write_transaction
+from tayori.storage.engine import (
+    IDLE_CONNECTIONS_KEPT,
+    create_store_engine,
+    dispose_engine,
+    read_connection,
+    write_transaction,
+)
 from tayori.storage.factory import Stores
 from tayori.storage.interfaces import MetadataStore
 from tayori.storage.records import (
@@ -698,6 +706,58 @@ def test_sqlite_write_transactions_take_the_write_lock_at_begin(
             other.execute("BEGIN IMMEDIATE")  # a reader holds no write lock
             other.execute("ROLLBACK")
         assert not engine._has_events
+    finally:
+        other.close()
+        engine.dispose()
+
+
+def test_sqlite_connections_kept_between_transactions_hold_no_snapshot(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """A file database's connections are kept for the next transaction instead of going back
+    to the pool each time, but only ended transactions are kept: a kept reader sees what was
+    committed after its last use and holds no WAL snapshot (a checkpoint can run to the end),
+    a connection whose block raised is not kept, at most IDLE_CONNECTIONS_KEPT are, and
+    `dispose_engine` closes them."""
+    path = tmp_path / "tayori.db"
+    shutil.copyfile(sqlite_template, path)
+    engine = create_store_engine(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        with read_connection(engine) as first:
+            raw = first.connection.dbapi_connection
+            assert first.exec_driver_sql("SELECT count(*) FROM domains").scalar() == 0
+        assert raw is not None and not raw.in_transaction
+        other.execute("INSERT INTO domains (name, created) VALUES ('a.test', '2026-11-29')")
+        # Every page of the WAL can be checkpointed: no reader holds an older snapshot.
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0
+        with read_connection(engine) as conn:
+            assert conn is first  # kept
+            assert conn.exec_driver_sql("SELECT count(*) FROM domains").scalar() == 1
+        with write_transaction(engine) as conn:
+            assert conn is first
+            conn.exec_driver_sql("INSERT INTO domains (name, created) VALUES ('b.test', 'x')")
+        assert other.execute("SELECT count(*) FROM domains").fetchone() == (2,)
+
+        with pytest.raises(ConflictError), write_transaction(engine) as conn:
+            conn.exec_driver_sql("INSERT INTO domains (name, created) VALUES ('b.test', 'y')")
+        assert other.execute("SELECT count(*) FROM domains").fetchone() == (2,)
+        with read_connection(engine) as conn:
+            assert conn is not first  # that one was given back to the pool
+
+        with contextlib.ExitStack() as many:
+            opened = [
+                many.enter_context(read_connection(engine))
+                for _ in range(IDLE_CONNECTIONS_KEPT + 3)
+            ]
+            for conn in opened:
+                conn.exec_driver_sql("SELECT 1").all()
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.checkedout() == IDLE_CONNECTIONS_KEPT  # the rest went back to the pool
+        dispose_engine(engine)
+        assert pool.checkedout() == 0
     finally:
         other.close()
         engine.dispose()

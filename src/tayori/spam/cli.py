@@ -37,7 +37,7 @@ def _engine(args: argparse.Namespace) -> Iterator[tuple[SpamEngine, int | None]]
     from tayori.config.loader import config_path, load_settings
     from tayori.spam.engine import SpamEngine
     from tayori.spam.store import SqlTokenStore
-    from tayori.storage.engine import create_store_engine
+    from tayori.storage.engine import create_store_engine, dispose_engine
     from tayori.storage.factory import open_stores, storage_url
 
     settings = load_settings(config_path(args.config))
@@ -54,7 +54,7 @@ def _engine(args: argparse.Namespace) -> Iterator[tuple[SpamEngine, int | None]]
             account_id = account.id
         yield SpamEngine(SqlTokenStore(engine)), account_id
     finally:
-        engine.dispose()
+        dispose_engine(engine)
         stores.close()
 
 

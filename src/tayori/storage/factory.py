@@ -18,6 +18,7 @@ from tayori.spam.store import SqlTokenStore, TokenStore
 from tayori.storage.blobs import FileBlobStore, SqlBlobStore
 from tayori.storage.engine import (
     create_store_engine,
+    dispose_engine,
     engine_url,
     read_connection,
     safe_url,
@@ -101,7 +102,7 @@ def open_stores(url: str, data_dir: Path, *, clock: Clock = utcnow) -> Stores:
     try:
         _require_head(engine, effective)
     except BaseException:
-        engine.dispose()
+        dispose_engine(engine)
         raise
     metadata = SqlMetadataStore(engine, clock=clock)
     # One engine for both: enqueue appends local copies and queues remote ones in one
@@ -147,7 +148,7 @@ def migrate(url: str, data_dir: Path) -> None:
                 )
             command.upgrade(_alembic_config(connection), "head")
     finally:
-        engine.dispose()
+        dispose_engine(engine)
 
 
 def head_revision() -> str:

@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tayori.core.address import canonical, normalise_domain
 from tayori.core.errors import ConflictError, NotFoundError, TayoriError
 from tayori.core.outcome import Direction, Outcome, OutcomeKind, utcnow
-from tayori.storage.engine import read_connection, write_transaction
+from tayori.storage.engine import dispose_engine, read_connection, write_transaction
 from tayori.storage.interfaces import MessageRef
 from tayori.storage.records import (
     Account,
@@ -571,7 +571,7 @@ class SqlMetadataStore(MailboxOperations):
 
     # --- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
-        self._engine.dispose()
+        dispose_engine(self._engine)
 
 
 # --- helpers: lookups ----------------------------------------------------------------

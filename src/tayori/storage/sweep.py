@@ -52,7 +52,7 @@ from sqlalchemy import Column, Engine, select
 from tayori.core.outcome import utcnow
 from tayori.core.sizes import format_size
 from tayori.storage.blobs import FileBlobStore, SqlBlobStore
-from tayori.storage.engine import create_store_engine, read_connection
+from tayori.storage.engine import create_store_engine, dispose_engine, read_connection
 from tayori.storage.interfaces import BlobStore
 from tayori.storage.schema import metadata
 
@@ -203,7 +203,7 @@ def sweep_store(
     try:
         return sweep_orphans(engine, blobs, now, dry_run=dry_run, stopping=stopping)
     finally:
-        engine.dispose()
+        dispose_engine(engine)
 
 
 async def run_periodically(
