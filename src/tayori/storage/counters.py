@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from tayori.storage.engine import sqlite_driver_connection
 from tayori.storage.schema import change_counters
 
 __all__ = ["FILTERS", "SPAM", "counter_value", "raise_counter"]
@@ -31,8 +32,17 @@ _RAISE = (
 # running it.
 
 
+_READ_SQLITE = "SELECT counter FROM change_counters WHERE name = ?"
+
+
 def counter_value(conn: Connection, name: str) -> int | None:
-    value = conn.scalar(_READ, {"counter_name": name})
+    """Read twice per message (filters, spam counts): through the driver on SQLite."""
+    raw = sqlite_driver_connection(conn)
+    if raw is not None:
+        row = raw.execute(_READ_SQLITE, (name,)).fetchone()
+        value = None if row is None else row[0]
+    else:
+        value = conn.scalar(_READ, {"counter_name": name})
     return None if value is None else int(value)
 
 
