@@ -93,6 +93,14 @@ def _same_help(overridden: Callable[..., Any]) -> Callable[[_Method], _Method]:
     )
 
 
+def _rebound(method: Any, template: object, twin: object) -> Any:
+    """`method` bound to `twin` when it was bound to `template`; others (the handler's) as
+    they are."""
+    if getattr(method, "__self__", None) is template:
+        return method.__func__.__get__(twin)
+    return method
+
+
 def _peer_ip(session: Session) -> str:
     peer = session.peer
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
@@ -123,6 +131,36 @@ class TayoriSmtp(SMTP):
         self._holding = False
         self._held: list[bytes] = []
         self.busy = False
+
+    def twin(self) -> TayoriSmtp:
+        """A new connection's protocol, made like this one (a template that never serves).
+
+        aiosmtpd's `__init__` looks up the `smtp_*`, `auth_*` and `handle_*` methods of the
+        protocol and the handler by reflection (`inspect.getmembers`, `dir`): ~200 us of
+        Python for every connection, the largest part of accepting one (an MX mostly gets
+        one message per connection). Those tables do not change between connections, so
+        they are copied from the template, their methods bound to the new protocol; the
+        stream protocol's own state is made new, and so is every container a session
+        changes. `tests/protocol/test_smtp_twin.py` checks a twin against a protocol made
+        by `__init__`, so a new aiosmtpd that adds state is noticed."""
+        twin = TayoriSmtp.__new__(TayoriSmtp)
+        twin.__dict__.update(self.__dict__)
+        asyncio.StreamReaderProtocol.__init__(
+            twin,
+            asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
+            client_connected_cb=twin._cb_client_connected,
+            loop=self.loop,
+        )
+        twin._smtp_methods = {
+            name: _rebound(method, self, twin) for name, method in self._smtp_methods.items()
+        }
+        twin._auth_methods = {
+            name: type(entry)(_rebound(entry.method, self, twin), entry.is_builtin)
+            for name, entry in self._auth_methods.items()
+        }
+        twin._handle_hooks = dict(self._handle_hooks)
+        twin._held = []
+        return twin
 
     def _create_envelope(self) -> SessionEnvelope:
         return SessionEnvelope()
@@ -298,8 +336,16 @@ class SmtpListener:
         self._implicit_tls = implicit_tls
         self._connections = _Connections()
         self._servers: list[asyncio.Server] = []
+        self._template: TayoriSmtp | None = None
 
     def _protocol(self) -> TayoriSmtp:
+        template = self._template
+        if template is None or template.loop is not asyncio.get_running_loop():
+            # Made on first use, in the loop that serves (aiosmtpd keeps the loop).
+            template = self._template = self._new_protocol()
+        return template.twin()
+
+    def _new_protocol(self) -> TayoriSmtp:
         return TayoriSmtp(
             self._handler,
             connections=self._connections,
