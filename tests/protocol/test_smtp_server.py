@@ -169,6 +169,22 @@ def greeted(sock: socket.socket) -> BinaryIO:
     return reader
 
 
+def test_the_ehlo_reply_leaves_in_one_write(server: Running) -> None:
+    """aiosmtpd pushes the EHLO reply line by line; sent together, one read gets it all,
+    every extension still listed."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        assert sock.recv(65536).startswith(b"220 ")
+        sock.sendall(b"EHLO c.remote.test\r\n")
+        lines = sock.recv(65536).splitlines()
+        assert lines[0].startswith(b"250-mx.example.test")
+        assert all(line.startswith(b"250-") for line in lines[:-1])
+        assert lines[-1].startswith(b"250 ")
+        for extension in (b"SIZE", b"8BITMIME", b"SMTPUTF8", b"PIPELINING", b"ENHANCEDSTATUSCODES"):
+            assert any(line[4:].startswith(extension) for line in lines), extension
+        sock.sendall(b"QUIT\r\n")
+        assert sock.recv(65536).startswith(b"221 ")
+
+
 def test_pipelined_transaction(server: Running) -> None:
     """A client that sends MAIL, RCPTs and DATA in one packet gets the answers in order and
     together (RFC 2920: one write, so one read gets them all); HELP still knows the

@@ -129,6 +129,7 @@ class TayoriSmtp(SMTP):
         self._refused = False
         self._verbatim = False
         self._holding = False
+        self._gathering = False
         self._held: list[bytes] = []
         self.busy = False
 
@@ -222,9 +223,15 @@ class TayoriSmtp(SMTP):
         RCPT... and DATA in one go, and their replies may then leave together, one write
         (a system call and a wake-up of the client) instead of one per command. Only MAIL
         and RCPT replies are held, and only while the client's next command has already
-        arrived; any other reply (354 after DATA, an error, QUIT) takes them along."""
+        arrived; any other reply (354 after DATA, an error, QUIT) takes them along. The
+        lines of the EHLO reply are gathered the same way (`smtp_EHLO`)."""
         self._held.append(reply + b"\r\n")
-        if self._holding and b"\n" in getattr(self._reader, "_buffer", b""):
+        if self._gathering or (self._holding and b"\n" in getattr(self._reader, "_buffer", b"")):
+            return
+        await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._held:
             return
         data = b"".join(self._held)
         self._held.clear()
@@ -288,11 +295,16 @@ class TayoriSmtp(SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
+        # aiosmtpd pushes the EHLO reply a line at a time: gathered, it leaves in one write
+        # (a system call and a wake-up of the client) instead of ten, on every connection.
         self._verbatim = True
+        self._gathering = True
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._verbatim = False
+            self._gathering = False
+            await self._flush()
 
     @_same_help(SMTP.smtp_DATA)
     async def smtp_DATA(self, arg: str) -> None:
