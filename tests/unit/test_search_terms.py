@@ -118,6 +118,14 @@ def test_document_terms_are_what_queries_look_for(body: str, subject: str) -> No
     assert document_terms(body=body, **fields) == _terms_the_query_way(body=body, **fields)
 
 
+@settings(max_examples=300)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=200))
+def test_ascii_text_gives_the_terms_the_general_pattern_gives(text: str) -> None:
+    """ASCII fields take a shortcut (a simpler pattern): the same terms as the query side's."""
+    fields = {"from_": text, "to": text.upper(), "subject": text[::-1], "body": text * 3}
+    assert document_terms(**fields) == _terms_the_query_way(**fields)
+
+
 def test_document_terms_keep_long_words_cut_and_single_cjk_characters() -> None:
     terms = document_terms(from_="", to="", subject="本", body="x" * 200 + " 会議")
     assert terms.split() == ["s本", "b" + "x" * 64, "b会議", "b議"]
