@@ -234,11 +234,13 @@ def _keep(connection: Connection, idle: list[Connection]) -> None:
 def sqlite_driver_connection(conn: Connection) -> sqlite3.Connection | None:
     """The driver's own connection under `conn` when it is SQLite, else None.
 
-    For the few tiny reads that run for every message (change counters, spam token counts):
-    through SQLAlchemy one costs ~30 us of Python (execution context, result, and the
-    autobegin's BEGIN), through the driver ~3 us. Such a read runs in the transaction `conn`
-    has open, or on its own (autocommit) when there is none; errors are the driver's, which
-    `translate_errors` also turns into `StoreUnavailableError`."""
+    For the few small statements on plain values that run for every message or every
+    group commit (change counters, spam token counts, the commit's locking reads and
+    UID/usage updates): through SQLAlchemy a read costs ~30 us of Python (execution
+    context, result, and the autobegin's BEGIN), through the driver ~3 us. Such a statement
+    runs in the transaction `conn` has open, or on its own (autocommit) when there is none;
+    errors are the driver's, which `translate_errors` also turns into
+    `StoreUnavailableError`."""
     if conn.dialect.name != "sqlite":
         return None
     raw = conn.connection.dbapi_connection
