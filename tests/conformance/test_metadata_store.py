@@ -20,6 +20,7 @@ from sqlalchemy.pool import QueuePool
 from tayori.core.address import AddressError
 from tayori.core.errors import ConflictError, NotFoundError, StoreUnavailableError, TayoriError
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
+from tayori.storage.counters import FILTERS, counter_value
 from tayori.storage.engine import (
     IDLE_CONNECTIONS_KEPT,
     create_store_engine,
@@ -761,6 +762,31 @@ def test_sqlite_connections_kept_between_transactions_hold_no_snapshot(
     finally:
         other.close()
         engine.dispose()
+
+
+def test_sqlite_driver_errors_are_temporary_failures_like_sqlalchemys(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """The statements run through the driver (`sqlite_driver_connection`) fail the way the
+    ones through SQLAlchemy do: as StoreUnavailableError, which SMTP answers with 4xx."""
+    path = tmp_path / "tayori.db"
+    shutil.copyfile(sqlite_template, path)
+    with sqlite3.connect(path) as broken:
+        broken.execute("DROP TABLE change_counters")
+    engine = create_store_engine(f"sqlite:///{path}")
+    try:
+        with (
+            pytest.raises(StoreUnavailableError, match="change_counters"),
+            read_connection(engine) as conn,
+        ):
+            counter_value(conn, FILTERS)  # through the driver
+        with (
+            pytest.raises(StoreUnavailableError, match="change_counters"),
+            read_connection(engine) as conn,
+        ):
+            conn.exec_driver_sql("SELECT counter FROM change_counters").all()  # SQLAlchemy
+    finally:
+        dispose_engine(engine)
 
 
 def test_sqlite_writer_waits_for_a_lock_held_briefly(sqlite_template: Path, tmp_path: Path) -> None:

@@ -275,7 +275,7 @@ def translate_errors() -> Iterator[None]:
         ) from error
     except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
         raise StoreUnavailableError(f"the mail store cannot be used now: {_why(error)}") from error
-    except sqlite3.OperationalError as error:  # a read straight through the driver
+    except sqlite3.OperationalError as error:  # a statement straight through the driver
         raise StoreUnavailableError(f"the mail store cannot be used now: {error}") from error
     except exc.DBAPIError as error:
         if error.connection_invalidated:
