@@ -733,26 +733,23 @@ def append_in(conn: Connection, items: Sequence[NewMessage]) -> list[AppendResul
     if message_rows:
         _insert_messages(conn, message_rows)
     # One executemany each: a batch of the group commit touches many members' mailboxes.
-    changed = [
-        {"box_id": box.id, "new_uidnext": box.uidnext, "new_modseq": box.highestmodseq}
-        for box in boxes.values()
-        if box.changed
-    ]
-    growth = [{"account": account_id, "grown": size} for account_id, size in grown.items() if size]
+    # Rows in the order of the SQLite statements' parameters.
+    advanced = [(box.uidnext, box.highestmodseq, box.id) for box in boxes.values() if box.changed]
+    growth = [(size, account_id) for account_id, size in grown.items() if size]
     raw = sqlite_driver_connection(conn)
     if raw is not None:
-        if changed:
-            raw.executemany(
-                _ADVANCE_MAILBOX_SQLITE,
-                [(row["new_uidnext"], row["new_modseq"], row["box_id"]) for row in changed],
+        if advanced:
+            raw.executemany(_ADVANCE_MAILBOX_SQLITE, advanced)
+        if growth:
+            raw.executemany(_GROW_USAGE_SQLITE, growth)
+    else:
+        if advanced:
+            conn.execute(
+                _ADVANCE_MAILBOX,
+                [{"new_uidnext": n, "new_modseq": m, "box_id": b} for n, m, b in advanced],
             )
         if growth:
-            raw.executemany(_GROW_USAGE_SQLITE, [(row["grown"], row["account"]) for row in growth])
-    else:
-        if changed:
-            conn.execute(_ADVANCE_MAILBOX, changed)
-        if growth:
-            conn.execute(_GROW_USAGE, growth)
+            conn.execute(_GROW_USAGE, [{"grown": g, "account": a} for g, a in growth])
     conn.execute(_INSERT_OUTCOMES, outcome_rows)
     return results
 
