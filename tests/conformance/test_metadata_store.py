@@ -597,6 +597,45 @@ def test_outcome_long_fields_are_cut_not_refused(store: MetadataStore) -> None:
     assert len(stored.subject) == 20000
 
 
+def test_appended_and_recorded_outcomes_read_alike(store: MetadataStore, alice: Account) -> None:
+    """An append's outcomes (the group commit's own insert) and `record_outcomes` store
+    times and cut fields the same way: filters and order treat them as one history."""
+    tokyo = timezone(timedelta(hours=9))
+    whole_second = (T0 + timedelta(minutes=1)).astimezone(tokyo)
+    long_id = "<" + "y" * 5000 + "@example>"
+    delivered = outcome(
+        alice.address, account_id=alice.id, time=whole_second, message_id=long_id, detail="d"
+    )
+    item = dataclasses.replace(new_message(alice, 10), on_delivered=delivered)
+    store.append_messages([item])
+    store.record_outcomes(
+        [
+            outcome("before@example.test", time=T0 + timedelta(minutes=1, microseconds=-1)),
+            outcome("same@example.test", time=T0 + timedelta(minutes=1)),
+            outcome("after@example.test", time=T0 + timedelta(minutes=1, microseconds=1)),
+        ]
+    )
+
+    def recipients(**filters: Any) -> list[str]:
+        return [o.outcome.recipient for o in store.list_outcomes(**filters)]
+
+    assert recipients() == [
+        "after@example.test",
+        "same@example.test",
+        alice.address,
+        "before@example.test",
+    ]
+    assert recipients(until=T0 + timedelta(minutes=1)) == ["before@example.test"]
+    assert recipients(since=T0 + timedelta(minutes=1, microseconds=1)) == ["after@example.test"]
+    stored = store.list_outcomes(account_id=alice.id)[0].outcome
+    assert stored.time == T0 + timedelta(minutes=1)
+    assert stored.time.utcoffset() == timedelta(0)
+    assert len(stored.message_id) == 512 and long_id.startswith(stored.message_id)
+    assert stored.detail.startswith("d mailbox=INBOX uid=1")
+    [message] = store.list_messages(store.get_mailbox(alice.id, SpecialUse.INBOX).id)
+    assert message.internal_date == T0 and message.internal_date.utcoffset() == timedelta(0)
+
+
 def test_naive_timestamps_are_refused(store: MetadataStore) -> None:
     with pytest.raises(ValueError, match="time zone"):
         store.record_outcomes([outcome("a@example.test", time=datetime(2025, 1, 1))])
