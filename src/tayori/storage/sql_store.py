@@ -50,6 +50,7 @@ from tayori.storage.engine import (
     write_transaction,
 )
 from tayori.storage.interfaces import MessageRef
+from tayori.storage.prepared import PreparedSelect
 from tayori.storage.records import (
     Account,
     AccountStatus,
@@ -190,7 +191,7 @@ class SqlMetadataStore(MailboxOperations):
 
     def get_account_by_id(self, account_id: int) -> Account | None:
         with self._read() as conn:
-            row = conn.execute(_ACCOUNT_BY_ID, {"wanted_id": account_id}).one_or_none()
+            row = _ACCOUNT_BY_ID.one_or_none(conn, {"wanted_id": account_id})
             return None if row is None else _account(row)
 
     def list_accounts(self, domain: str | None = None) -> list[Account]:
@@ -341,7 +342,7 @@ class SqlMetadataStore(MailboxOperations):
         addr = canonical(address)
         with self._read() as conn:
             # The address with its account in one statement: every RCPT of every message.
-            row = conn.execute(_RECIPIENT, {"wanted_address": addr}).one_or_none()
+            row = _RECIPIENT.one_or_none(conn, {"wanted_address": addr})
             if row is None:
                 return RecipientLookup(
                     hosted=_domain_id(conn, _domain_of(addr)) is not None, accounts=()
@@ -612,8 +613,8 @@ class _Owner(NamedTuple):
 
 
 # Built once: the recipient look-ups run for every RCPT of every message.
-_ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("wanted_id"))
-_RECIPIENT = (
+_ACCOUNT_BY_ID = PreparedSelect(select(accounts).where(accounts.c.id == bindparam("wanted_id")))
+_RECIPIENT = PreparedSelect(
     select(addresses.c.alias_id, *accounts.c)
     .select_from(addresses.outerjoin(accounts, accounts.c.id == addresses.c.account_id))
     .where(addresses.c.address == bindparam("wanted_address"))
@@ -992,7 +993,8 @@ def _message_row(item: NewMessage, mailbox_id: int, uid: int, modseq: int) -> di
 # --- helpers: rows to records -------------------------------------------------------
 
 
-def _account(row: Row[Any]) -> Account:
+def _account(row: Any) -> Account:
+    """From a `Row` or a `PreparedSelect` row of the accounts columns."""
     return Account(
         id=row.id,
         address=row.address,
