@@ -59,6 +59,22 @@ def test_url_hosts_finds_what_the_full_scan_finds(pieces: list[str]) -> None:
     assert list(url_hosts(text)) == [match.group(1) for match in _URL.finditer(text)]
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet=st.characters(max_codepoint=127), max_size=30),
+            st.sampled_from(["http://", "HTTPS://", "wWw.", "WWW.", "www.a.b", "wwww.x.y"]),
+        ),
+        max_size=8,
+    )
+)
+def test_url_hosts_on_ascii_text_finds_what_the_full_scan_finds(pieces: list[str]) -> None:
+    """Pure-ASCII text is searched lower-cased: every spelling of "www." is still found."""
+    text = "".join(pieces)
+    assert list(url_hosts(text)) == [match.group(1) for match in _URL.finditer(text)]
+
+
 def test_url_hosts_overlapping_and_adjacent_candidates() -> None:
     for text in ("wwww.a.b", "https://www.a.b", "http://x.y://z.w", "WwW.x WWW.y", "httpſ://s.t"):
         assert list(url_hosts(text)) == [match.group(1) for match in _URL.finditer(text)], text
@@ -171,6 +187,15 @@ def _plain_words(text: str, prefix: str) -> set[str]:
     st.text(alphabet=st.sampled_from("aZ0_.-!'$€%İß 会議のお知らせ\u00a0\u0307ＡＢ"), max_size=80)
 )
 def test_fast_word_rule_gives_exactly_the_plain_rules_tokens(text: str) -> None:
+    out: set[str] = set()
+    _words(text, "p:", out)
+    assert out == _plain_words(text, "p:")
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=120))
+def test_fast_word_rule_on_ascii_text_gives_the_plain_rules_tokens(text: str) -> None:
+    """Pure-ASCII text takes the ASCII pattern: every ASCII character, every token."""
     out: set[str] = set()
     _words(text, "p:", out)
     assert out == _plain_words(text, "p:")
