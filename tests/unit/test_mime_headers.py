@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tayori.mime.addresses import Mailbox, parse_addresses
 from tayori.mime.filenames import safe_filename
-from tayori.mime.headers import decode_header_text
+from tayori.mime.headers import _decode_unfolded, decode_header, decode_header_text, unfold
 from tayori.mime.params import parse_value
 
 
@@ -43,6 +45,30 @@ def test_never_raises_and_shows_no_control_characters() -> None:
     text = decode_header_text(b"a\x00b\r\n\tc \x1b[31m =?utf-8?B?@@@?= =?x-none?B?gqA=?=")
     assert text.isprintable()
     assert "=?utf-8?B?@@@?=" in text
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=12).filter(bytes.isascii),
+            st.sampled_from(
+                [b"=?", b"?=", b"=?utf-8?q?a?=", b"\x1b$B", b"\x1b(B", b"\r\n ", b"\t", b"\x7f"]
+            ),
+        ),
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_plain_ascii_values_decode_as_the_general_path_does(
+    pieces: list[bytes], keep_controls: bool
+) -> None:
+    """The shortcut for ASCII values without encoded words or escapes gives what the
+    general path gives: same text, no problems, not lossy."""
+    raw = b"".join(pieces)
+    fast = decode_header(raw, keep_controls=keep_controls)
+    general = _decode_unfolded(unfold(raw), keep_controls)
+    assert (fast.text, fast.problems, fast.lossy) == (general.text, general.problems, general.lossy)
 
 
 def test_surrogate_escaped_strings_from_the_stdlib_are_read_as_bytes() -> None:
