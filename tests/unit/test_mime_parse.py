@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tayori.mime import DefectCode, parse_message
-from tayori.mime.parse import MAX_DEPTH, MAX_PARTS, parse_tree
+from tayori.mime.parse import MAX_DEPTH, MAX_PARTS, dash_line_starts, parse_tree
 
 
 def codes(raw: bytes) -> set[DefectCode]:
@@ -144,3 +148,20 @@ def test_hostile_part_counts_and_nesting_stay_bounded_in_time_and_parts() -> Non
     )
     assert parse_message(nested).text == ""
     assert time.perf_counter() - started < 20
+
+
+_DASH_LINE = re.compile(rb"^--", re.MULTILINE)
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(st.sampled_from([b"-", b"--", b"\n", b"\r\n", b"x", b"\n--", b"---"]), max_size=20),
+    st.integers(min_value=0, max_value=40),
+)
+def test_dash_line_starts_finds_what_the_multiline_pattern_finds(
+    pieces: list[bytes], start: int
+) -> None:
+    buf = b"".join(pieces)
+    start = min(start, len(buf))
+    expected = [match.start() for match in _DASH_LINE.finditer(buf, start)]
+    assert dash_line_starts(buf, start) == expected

@@ -27,7 +27,6 @@ __all__ = ["MAX_DEPTH", "MAX_PARTS", "ParsedTree", "parse_tree"]
 MAX_DEPTH = 100
 MAX_PARTS = 10_000
 
-_DASHES = re.compile(rb"^--", re.MULTILINE)
 _BLANK = re.compile(rb"\n\r?\n")
 _MAX_HEADER_SCAN = 1000
 _TYPE = re.compile(r"([a-z0-9!#$&^_.+-]+)\s*/\s*([a-z0-9!#$&^_.+-]+)")
@@ -253,7 +252,7 @@ class _Parser:
         )
         root_pending = [root]
         self.floor = root.body_start
-        self.candidates = [m.start() for m in _DASHES.finditer(buf, root.body_start)]
+        self.candidates = dash_line_starts(buf, root.body_start)
         self._open(root, root_pending, None)
         while self.candidate_index < len(self.candidates) and self.stack:
             position = self.candidates[self.candidate_index]
@@ -295,6 +294,18 @@ class _Parser:
         level.pending = [child]
         self.floor = child.body_start
         self._open(child, level.pending, level)
+
+
+def dash_line_starts(buf: bytes, start: int) -> list[int]:
+    """The positions from `start` on where a line begins with "--" (a boundary line may):
+    what `re.compile(rb"^--", re.MULTILINE).finditer(buf, start)` finds, at C speed (the
+    regex tried every position: ~50 us per 5 KB, on every message parsed)."""
+    found = [0] if start == 0 and buf.startswith(b"--") else []
+    index = buf.find(b"\n--", max(start - 1, 0))
+    while index != -1:
+        found.append(index + 1)
+        index = buf.find(b"\n--", index + 1)
+    return found
 
 
 def _check_single_fields(part: Part) -> None:
