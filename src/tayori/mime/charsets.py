@@ -268,7 +268,8 @@ def decode_unlabelled(data: bytes) -> Decoded:
     """Bytes with no usable label: ASCII, ISO-2022-JP by its escapes, strict UTF-8, a
     Japanese guess (cp932 or EUC-JP), else UTF-8 with U+FFFD for what does not decode."""
     if data.isascii():
-        if b"\x1b$" in data or b"\x1b(" in data:
+        # One-byte search first: a two-byte `in` costs ~6 us per 5 KB, ESC alone ~0.3.
+        if b"\x1b" in data and (b"\x1b$" in data or b"\x1b(" in data):
             text = decode_iso2022jp(data)
             return Decoded(text, ISO2022JP, "\ufffd" in text)
         return Decoded(data.decode("ascii"), "us-ascii")
