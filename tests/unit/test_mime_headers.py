@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -69,6 +70,18 @@ def test_plain_ascii_values_decode_as_the_general_path_does(
     fast = decode_header(raw, keep_controls=keep_controls)
     general = _decode_unfolded(unfold(raw), keep_controls)
     assert (fast.text, fast.problems, fast.lossy) == (general.text, general.problems, general.lossy)
+
+
+_FOLDING = re.compile(rb"\r?\n(?=[ \t])")
+_BREAKS = re.compile(rb"[\r\n]+")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([b"a", b" ", b"\t", b"\r", b"\n", b"\r\n ", b"\xe3"]), max_size=12))
+def test_unfold_single_lines_and_folded_ones_alike(pieces: list[bytes]) -> None:
+    """The shortcut for values without line breaks gives what the RFC 5322 rule gives."""
+    raw = b"".join(pieces)
+    assert unfold(raw) == _BREAKS.sub(b" ", _FOLDING.sub(b"", raw)).strip(b" \t\r\n")
 
 
 def test_surrogate_escaped_strings_from_the_stdlib_are_read_as_bytes() -> None:
