@@ -40,9 +40,11 @@ class DecodedHeader:
 def unfold(raw: bytes) -> bytes:
     """RFC 5322 unfolding: a line break followed by white space is removed; other stray line
     breaks (bare CR or LF inside a value) become spaces; the ends are trimmed."""
-    if b"\n" not in raw and b"\r" not in raw:  # one line (most values): nothing to unfold
-        return raw.strip(b" \t\r\n")
-    return _LINE_BREAK.sub(b" ", _FOLD.sub(b"", raw)).strip(b" \t\r\n")
+    trimmed = raw.strip(b" \t\r\n")
+    if b"\n" not in trimmed and b"\r" not in trimmed:
+        # One line (most values, which end with their CRLF): nothing inside to unfold.
+        return trimmed
+    return _LINE_BREAK.sub(b" ", _FOLD.sub(b"", trimmed)).strip(b" \t\r\n")
 
 
 def _q_decode(text: bytes) -> bytes:
