@@ -1,9 +1,10 @@
 """SELECTs built once that run on SQLite through the driver itself.
 
 Per message the MX reads a few rows (the recipient and its account at RCPT, the account's
-usage before writing the copies). Through SQLAlchemy such a read costs 100-150 us of Python
-on a slow host (execution context, cache key, result object), through the driver 10-20 us;
-with several MX sessions sharing one event loop, that difference is latency for all of them.
+usage before writing the copies). Through SQLAlchemy such a read cost 120-150 us of Python
+on a slow host (execution context, cache key, result object), through the driver 45-75 us
+with the connection handling and the record built; with several MX sessions sharing one
+event loop, that difference is latency for all of them.
 
 A `PreparedSelect` is compiled by SQLAlchemy for the connection's dialect (so the SQL is the
 same text SQLAlchemy would run), and its values go through the column types' own bind and
@@ -55,7 +56,9 @@ class PreparedSelect:
 
     def __init__(self, statement: Select[Any]) -> None:
         self._statement = statement
-        self._compiled: dict[Dialect, _Compiled] = {}
+        # By dialect class and parameter style (what the SQL and the processors depend
+        # on), not by dialect object: every engine has its own, and tests make many.
+        self._compiled: dict[tuple[type[Dialect], str], _Compiled] = {}
         self._lock = threading.Lock()
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
@@ -87,8 +90,9 @@ class PreparedSelect:
         return rows[0] if rows else None
 
     def _for(self, dialect: Dialect) -> _Compiled:
-        compiled = self._compiled.get(dialect)
+        key = (type(dialect), dialect.paramstyle)
+        compiled = self._compiled.get(key)
         if compiled is None:
             with self._lock:
-                compiled = self._compiled.setdefault(dialect, _Compiled(self._statement, dialect))
+                compiled = self._compiled.setdefault(key, _Compiled(self._statement, dialect))
         return compiled
