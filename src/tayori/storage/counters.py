@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from tayori.storage.engine import sqlite_driver_connection
+from tayori.storage.prepared import PreparedSelect
 from tayori.storage.schema import change_counters
 
 __all__ = ["FILTERS", "SPAM", "counter_value", "raise_counter"]
@@ -22,7 +22,10 @@ SPAM = "spam"
 """The spam classifier's learnt counts, global and per account (the token store)."""
 
 
-_READ = select(change_counters.c.counter).where(change_counters.c.name == bindparam("counter_name"))
+# Through the SQLite driver (`PreparedSelect`): read twice per message (filters, spam counts).
+_READ = PreparedSelect(
+    select(change_counters.c.counter).where(change_counters.c.name == bindparam("counter_name"))
+)
 _RAISE = (
     update(change_counters)
     .where(change_counters.c.name == bindparam("counter_name"))
@@ -32,18 +35,9 @@ _RAISE = (
 # running it.
 
 
-_READ_SQLITE = "SELECT counter FROM change_counters WHERE name = ?"
-
-
 def counter_value(conn: Connection, name: str) -> int | None:
-    """Read twice per message (filters, spam counts): through the driver on SQLite."""
-    raw = sqlite_driver_connection(conn)
-    if raw is not None:
-        row = raw.execute(_READ_SQLITE, (name,)).fetchone()
-        value = None if row is None else row[0]
-    else:
-        value = conn.scalar(_READ, {"counter_name": name})
-    return None if value is None else int(value)
+    row = _READ.one_or_none(conn, {"counter_name": name})
+    return None if row is None or row.counter is None else int(row.counter)
 
 
 def raise_counter(conn: Connection, name: str) -> None:

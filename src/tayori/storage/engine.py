@@ -234,8 +234,8 @@ def _keep(connection: Connection, idle: list[Connection]) -> None:
 def sqlite_driver_connection(conn: Connection) -> sqlite3.Connection | None:
     """The driver's own connection under `conn` when it is SQLite, else None.
 
-    For the few small statements on plain values that run for every message or every
-    group commit (change counters, spam token counts, the commit's locking reads and
+    For the statements that run for every message or every group commit (the
+    `PreparedSelect` reads, spam token counts, the commit's locking reads, inserts and
     UID/usage updates): through SQLAlchemy a read costs ~30 us of Python (execution
     context, result, and the autobegin's BEGIN), through the driver ~3 us. Such a statement
     runs in the transaction `conn` has open, or on its own (autocommit) when there is none;
