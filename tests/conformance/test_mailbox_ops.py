@@ -667,3 +667,59 @@ def test_fts_index_stays_consistent_through_every_change(
             )
             count = conn.exec_driver_sql("SELECT count(*) FROM message_search").scalar()
             assert count == 1
+
+
+def test_a_large_group_commit_lands_whole(
+    store: MetadataStore, stores: Stores, alice: Account, bob: Account
+) -> None:
+    """A group commit as large as a busy MX makes (150 appends across members and their
+    mailboxes, each with a search entry) lands whole: every UID in order, every search row
+    on its own message, usage and outcomes per member."""
+    items: list[NewMessage] = []
+    for number in range(150):
+        account = alice if number % 3 else bob
+        mailbox = SpecialUse.JUNK if number % 5 == 0 else SpecialUse.INBOX
+        raw = mail(f"batch {number}", f"w{number}x common")
+        items.append(
+            NewMessage(
+                account_id=account.id,
+                mailbox=mailbox,
+                blob_ref=stores.blobs.put([raw]),
+                size=len(raw),
+                internal_date=T0,
+                summary=MessageSummary(subject=f"batch {number}"),
+                on_delivered=_outcome(account),
+                on_over_quota=_outcome(account),
+                enforce_quota=False,
+                index=message_index(raw),
+            )
+        )
+    results = store.append_messages(items)
+    assert all(result.appended for result in results)
+    for account in (alice, bob):
+        total = 0
+        for use in (SpecialUse.INBOX, SpecialUse.JUNK):
+            mine = [
+                (item, result)
+                for item, result in zip(items, results, strict=True)
+                if item.account_id == account.id and item.mailbox is use
+            ]
+            assert [result.uid for _, result in mine] == list(range(1, len(mine) + 1))
+            mailbox = store.get_mailbox(account.id, use)
+            assert mailbox.uidnext == len(mine) + 1
+            listed = store.list_messages(mailbox.id)
+            assert [m.summary.subject for m in listed] == [item.summary.subject for item, _ in mine]
+            assert mailbox.highestmodseq == max(m.modseq for m in listed)
+            total += sum(item.size for item, _ in mine)
+        assert used(store, account) == total
+        assert len(store.list_outcomes(account_id=account.id, limit=500)) == sum(
+            item.account_id == account.id for item in items
+        )
+    for number in (0, 1, 77, 149):
+        account = alice if number % 3 else bob
+        use = SpecialUse.JUNK if number % 5 == 0 else SpecialUse.INBOX
+        [hit] = store.query_messages(
+            account.id, box(store, account, use), MessageQuery(text=f"w{number}x"), limit=5
+        ).messages
+        assert hit.summary.subject == f"batch {number}"
+    assert len(ids(store, alice, None, text="common")) == 100
