@@ -53,6 +53,7 @@ from tayori.servers.smtp_submission import SubmissionHandler
 from tayori.servers.tls import server_context
 from tayori.spam import SpamEngine
 from tayori.spam.rspamd import RspamdSpamEngine
+from tayori.storage.blobs import FileBlobStore
 from tayori.storage.factory import Stores, open_stores
 from tayori.storage.sweep import run_periodically as sweep_orphans_periodically
 
@@ -80,6 +81,20 @@ def spam_engine(settings: Settings, stores: Stores) -> SpamEngine:
             password=spam.rspamd_password,
         )
     return SpamEngine(stores.spam)
+
+
+def local_delivery(stores: Stores, committer: DeliveryCommitter, hostname: str) -> LocalDelivery:
+    """Members' copies: message files are written by the group committer's thread (one
+    thread hop per message, not two); blobs in PostgreSQL in worker threads, each a network
+    write (`tayori.delivery.local`)."""
+    return LocalDelivery(
+        stores.metadata,
+        stores.blobs,
+        committer,
+        hostname,
+        copies_in_committer=isinstance(stores.blobs, FileBlobStore),
+        reads=store_reads(stores),
+    )
 
 
 def store_reads(stores: Stores) -> Offload:
@@ -205,7 +220,7 @@ class Service:
         self.committer = DeliveryCommitter(stores.metadata)
         self.committer.start()
         listen = settings.listen
-        local = LocalDelivery(stores.metadata, stores.blobs, self.committer, hostname)
+        local = local_delivery(stores, self.committer, hostname)
         resolver = DnsPythonResolver(settings.dns)
         forwarder = forwarder_for(settings, stores, local, self._wake)
         engine = spam_engine(settings, stores)
@@ -440,7 +455,7 @@ async def _run_mx_worker(settings: Settings, link: WorkerLink) -> int:
     stores = open_stores(settings.storage.url, settings.server.data_dir)
     committer = DeliveryCommitter(stores.metadata)
     committer.start()
-    local = LocalDelivery(stores.metadata, stores.blobs, committer, settings.server.hostname)
+    local = local_delivery(stores, committer, settings.server.hostname)
     resolver = DnsPythonResolver(settings.dns)
     limits = settings.limits
     listener = mx_listener(

@@ -31,15 +31,19 @@ MESSAGE = b"From: s@remote.test\r\nSubject: fault test\r\n\r\nbody\r\n"
 
 
 class FailingBlobs:
-    """Wraps the real blob store; `full` makes writes fail as a full disk does."""
+    """Wraps the real blob store; `full` makes writes fail as a full disk does, and
+    `room_for` (when not None) lets that many more writes through first."""
 
     def __init__(self, inner: object) -> None:
         self.inner = inner
         self.full = False
+        self.room_for: int | None = None
 
     def put(self, chunks: Iterable[bytes]) -> str:
         if self.full:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            if not self.room_for:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.room_for -= 1
         return self.inner.put(chunks)  # type: ignore[attr-defined, no-any-return]
 
     def __getattr__(self, name: str) -> object:
@@ -75,18 +79,26 @@ class Running:
     blob_root: Path
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Running]:
+@pytest.fixture(params=[False, True], ids=["copies-in-worker", "copies-in-committer"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
+    """Both places the copies can be written (`LocalDelivery(copies_in_committer=…)`)."""
     migrate("", tmp_path)
     stores = open_stores("", tmp_path)
     stores.metadata.add_domain("example.test")
     stores.metadata.add_account("alice@example.test", hash_password("pw"), 0)
+    stores.metadata.add_account("bob@example.test", hash_password("pw"), 0)
     blobs = FailingBlobs(stores.blobs)
     metadata = FailingMetadata(stores.metadata)
     loop = asyncio.new_event_loop()
     committer = DeliveryCommitter(metadata)  # type: ignore[arg-type]
     committer.start()
-    delivery = LocalDelivery(metadata, blobs, committer, "mx.example.test")  # type: ignore[arg-type]
+    delivery = LocalDelivery(
+        metadata,  # type: ignore[arg-type]
+        blobs,  # type: ignore[arg-type]
+        committer,
+        "mx.example.test",
+        copies_in_committer=request.param,
+    )
     limits = LimitsSettings()
     smtp = SmtpListener(
         InboundHandler(metadata, delivery, limits),  # type: ignore[arg-type]
@@ -148,6 +160,26 @@ def test_disk_full_answers_451_and_stores_nothing(server: Running) -> None:
     server.blobs.full = False
     send(server.port)  # the sender's retry succeeds
     assert len(inbox(server)) == 1
+
+
+def test_disk_full_after_one_of_two_copies_leaves_neither(server: Running) -> None:
+    server.blobs.full = True
+    server.blobs.room_for = 1  # alice's copy is written, bob's is not
+    with (
+        pytest.raises(smtplib.SMTPDataError) as refused,
+        smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client,
+    ):
+        client.sendmail("s@remote.test", ["alice@example.test", "bob@example.test"], MESSAGE)
+    assert refused.value.smtp_code == 451
+    assert server.blobs.room_for == 0
+    assert inbox(server) == []
+    assert blob_files(server) == []  # the copy that was written is removed again
+    outcomes = server.stores.metadata.list_outcomes()
+    assert sorted(o.outcome.recipient for o in outcomes) == [
+        "alice@example.test",
+        "bob@example.test",
+    ]
+    assert {o.outcome.reason for o in outcomes} == {"store.failed"}
 
 
 def test_database_down_at_commit_answers_451_and_removes_the_blob(server: Running) -> None:

@@ -141,3 +141,87 @@ def test_append_before_start_is_an_error() -> None:
     committer = DeliveryCommitter(RecordingStore())  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         asyncio.run(committer.append([item(1)]))
+
+
+def test_append_after_writes_in_the_committer_thread_then_commits_with_the_batch() -> None:
+    store = RecordingStore()
+    committer = DeliveryCommitter(store)  # type: ignore[arg-type]
+    committer.start()
+    writers: list[str] = []
+
+    def write() -> list[NewMessage]:
+        writers.append(threading.current_thread().name)
+        return [item(1), item(2)]
+
+    async def main() -> tuple[list[AppendResult], ...]:
+        first = asyncio.ensure_future(committer.append([item(3)]))
+        await asyncio.to_thread(store.entered.wait, 5)  # the first commit holds the thread
+        written = asyncio.ensure_future(committer.append_after(write, 2))
+        plain = asyncio.ensure_future(committer.append([item(4)]))
+        await asyncio.sleep(0.05)
+        assert writers == []  # nothing written while the committer was busy elsewhere
+        store.gate.set()
+        return tuple(await asyncio.gather(first, written, plain))
+
+    first, written, plain = asyncio.run(main())
+    committer.stop()
+    assert writers == ["tayori-committer"]
+    assert store.calls == [1, 3]  # the written job's two appends batched with the plain one
+    assert [r.uid for r in first] == [1]
+    assert [r.uid for r in written] == [1, 2] and [r.uid for r in plain] == [3]
+
+
+def test_a_failing_write_fails_only_its_own_job() -> None:
+    store = RecordingStore()
+    committer = DeliveryCommitter(store)  # type: ignore[arg-type]
+    committer.start()
+
+    def full_disk() -> list[NewMessage]:
+        raise OSError(28, "No space left on device")
+
+    async def main() -> tuple[object, ...]:
+        first = asyncio.ensure_future(committer.append([item(1)]))
+        await asyncio.to_thread(store.entered.wait, 5)
+        bad = asyncio.ensure_future(committer.append_after(full_disk, 1))
+        good = asyncio.ensure_future(committer.append_after(lambda: [item(2)], 1))
+        await asyncio.sleep(0)
+        store.gate.set()
+        return tuple(await asyncio.gather(first, bad, good, return_exceptions=True))
+
+    first, bad, good = asyncio.run(main())
+    committer.stop()
+    assert isinstance(bad, OSError) and bad.errno == 28
+    assert isinstance(first, list) and isinstance(good, list) and good[0].appended
+    assert store.calls == [1, 1]  # the failed job brought nothing to the commit
+
+
+def test_a_late_job_is_written_before_it_joins_the_commit() -> None:
+    store = RecordingStore()
+    store.take_late = True
+    committer = DeliveryCommitter(store)  # type: ignore[arg-type]
+    committer.start()
+    order: list[str] = []
+
+    def write() -> list[NewMessage]:
+        order.append("written")
+        return [item(2)]
+
+    def full_disk() -> list[NewMessage]:
+        raise OSError(28, "No space left on device")
+
+    async def main() -> tuple[object, ...]:
+        first = asyncio.ensure_future(committer.append([item(1)]))
+        await asyncio.to_thread(store.entered.wait, 5)  # waiting for the "lock"
+        late = asyncio.ensure_future(committer.append_after(write, 1))
+        bad = asyncio.ensure_future(committer.append_after(full_disk, 1))
+        await asyncio.sleep(0)
+        store.gate.set()
+        return tuple(await asyncio.gather(first, late, bad, return_exceptions=True))
+
+    first, late, bad = asyncio.run(main())
+    committer.stop()
+    assert order == ["written"]
+    assert store.calls == [2]  # one commit: the first job and the late one
+    assert isinstance(first, list) and first[0].uid == 1
+    assert isinstance(late, list) and late[0].uid == 2
+    assert isinstance(bad, OSError)

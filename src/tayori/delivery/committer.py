@@ -9,6 +9,13 @@ With several MX processes (`[server] smtp_processes`) on one SQLite database, th
 lock is shared, and a commit often waits for another process's: the appends that arrive
 during that wait join the commit once it has the lock (`late`), rather than waiting for
 the lock again in the next round.
+
+A job may also bring its blob writes (`append_after`): they run here, in this thread, just
+before the batch's transaction. With message files that saves every message a second thread
+hop (a worker thread for the write and fsync, then this one), which under load cost more CPU
+than the write itself: the wake-up of each thread and the GIL passed between three threads
+(A/B, 2 MX processes at 10 sessions: −24 % CPU per message; bench/RESULTS.md). The files of a
+batch are then fsynced back to back, which this kind of disk does as fast as in parallel.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tayori.storage.interfaces import MetadataStore
@@ -29,6 +36,10 @@ class _Job:
     items: Sequence[NewMessage]
     future: asyncio.Future[list[AppendResult]]
     loop: asyncio.AbstractEventLoop
+    write: Callable[[], Sequence[NewMessage]] | None = None
+    """Still to run (in the committer's thread) before `items` can be committed."""
+    size: int = 0
+    """Appends this job brings, for the batch limit (known before `write` runs)."""
 
 
 class DeliveryCommitter:
@@ -47,11 +58,29 @@ class DeliveryCommitter:
 
     async def append(self, items: Sequence[NewMessage]) -> list[AppendResult]:
         """Commit these appends (with their outcomes); returns when durable or raises."""
+        return await self._submit(items, None, len(items))
+
+    async def append_after(
+        self, write: Callable[[], Sequence[NewMessage]], size: int
+    ) -> list[AppendResult]:
+        """Run `write` in the committer's thread (it writes the blobs durably and returns the
+        `size` appends referring to them), then commit its appends with the batch; returns
+        when durable, or raises what `write` or the commit raised. `write` runs outside any
+        transaction, except for a job that joins a batch late (then inside its SQLite write
+        lock, which is still sooner than waiting for the next batch)."""
+        return await self._submit((), write, size)
+
+    async def _submit(
+        self,
+        items: Sequence[NewMessage],
+        write: Callable[[], Sequence[NewMessage]] | None,
+        size: int,
+    ) -> list[AppendResult]:
         if self._thread is None:
             raise RuntimeError("committer not started")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AppendResult]] = loop.create_future()
-        self._jobs.put(_Job(items, future, loop))
+        self._jobs.put(_Job(items, future, loop, write, size))
         return await future
 
     def stop(self) -> None:
@@ -67,15 +96,17 @@ class DeliveryCommitter:
             first = self._jobs.get()
             if first is None:
                 break
-            batch = [first]
-            self._take_waiting(batch)
-            self._commit(batch)
+            batch = _written([first])
+            batch.extend(self._take_waiting(batch))
+            if batch:
+                self._commit(batch)
 
     def _take_waiting(self, batch: list[_Job]) -> list[_Job]:
-        """Move the jobs waiting now into `batch`, up to `max_batch` items; returns them.
-        The stop signal ends the thread once this batch is committed."""
+        """The jobs waiting now, up to `max_batch` appends with `batch`, their blobs written
+        (a job whose write failed is answered with the error and left out). The stop signal
+        ends the thread once this batch is committed."""
         taken: list[_Job] = []
-        count = sum(len(job.items) for job in batch)
+        count = sum(job.size for job in batch)
         while count < self._max_batch and not self._stopping:
             try:
                 job = self._jobs.get_nowait()
@@ -84,14 +115,15 @@ class DeliveryCommitter:
             if job is None:
                 self._stopping = True
                 break
-            batch.append(job)
             taken.append(job)
-            count += len(job.items)
-        return taken
+            count += job.size
+        return _written(taken)
 
     def _commit(self, batch: list[_Job], *, take_late: bool = True) -> None:
         def late() -> list[NewMessage]:
-            return [item for job in self._take_waiting(batch) for item in job.items]
+            taken = self._take_waiting(batch)
+            batch.extend(taken)
+            return [item for job in taken for item in job.items]
 
         items = [item for job in batch for item in job.items]
         try:
@@ -109,6 +141,24 @@ class DeliveryCommitter:
         for job in batch:
             _settle(job, results=results[start : start + len(job.items)])
             start += len(job.items)
+
+
+def _written(jobs: list[_Job]) -> list[_Job]:
+    """The jobs whose appends are ready: each pending `write` run (in the committer's
+    thread); a job whose write raised is answered with its error and left out."""
+    ready: list[_Job] = []
+    for job in jobs:
+        write = job.write
+        if write is not None:
+            try:
+                job.items = write()
+            except Exception as error:
+                _settle(job, error=error)
+                continue
+            finally:
+                job.write = None
+        ready.append(job)
+    return ready
 
 
 def _settle(

@@ -5,6 +5,12 @@ metadata (message rows, usage, outcomes) is group-committed, and only then does 
 answer `250`. A crash before the commit leaves at most unreferenced blob files, never a
 message the sender was told we have but we do not.
 
+Where the copies are written is the wiring's choice (`copies_in_committer`): with message
+files (SQLite) the group committer's thread writes them just before its transaction, so a
+message costs one thread hop instead of two (`tayori.delivery.committer`); with blobs in
+PostgreSQL each copy is a write over the network, done in a worker thread while the
+committer commits others. Either way the copy is durable before its row is committed.
+
 Quota is enforced before anything is written, against usage read at the end of DATA.
 When a message is accepted for some recipients, the others whose quota it would exceed
 get it anyway (like Dovecot's quota grace): SMTP has one DATA reply for all recipients,
@@ -16,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from tayori.core.offload import Offload, in_thread
 from tayori.core.outcome import Direction, Outcome, OutcomeKind
 from tayori.core.reasons import reason
 from tayori.core.reply import SmtpReply
@@ -68,7 +76,21 @@ class LocalCopies:
     size: int
     reply: SmtpReply
     refs: list[str] = field(default_factory=list)
+    """The blobs written so far: what `store_failed` deletes."""
     items: list[NewMessage] = field(default_factory=list)
+    unwritten: list[bytes] = field(default_factory=list)
+    """Copies `write` has yet to store, one per item (whose `blob_ref` is empty until then)."""
+
+    def write(self, blobs: BlobStore) -> list[NewMessage]:
+        """Blocking: store the unwritten copies durably and return the appends that refer
+        to them (run by the committer's thread, `DeliveryCommitter.append_after`)."""
+        for copy in self.unwritten:
+            self.refs.append(blobs.put([copy]))
+        self.unwritten = []
+        self.items = [
+            replace(item, blob_ref=ref) for item, ref in zip(self.items, self.refs, strict=True)
+        ]
+        return self.items
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +107,19 @@ class LocalDelivery:
         blobs: BlobStore,
         committer: DeliveryCommitter,
         hostname: str,
+        *,
+        copies_in_committer: bool = False,
+        reads: Offload = in_thread,
     ) -> None:
+        """`copies_in_committer`: `deliver` leaves the copies to the committer's thread
+        (message files; see the module docstring). `reads`: where `deliver` then reads the
+        quota and works out the summary and search entry (`tayori.core.offload`)."""
         self._metadata = metadata
         self._blobs = blobs
         self._committer = committer
         self._hostname = hostname
+        self._copies_in_committer = copies_in_committer
+        self._reads = reads
 
     async def deliver(
         self,
@@ -102,11 +132,18 @@ class LocalDelivery:
         """The MX path: write the copies, group-commit them, answer. `filing` per account
         id: Junk instead of the inbox, and headers for that copy."""
         body = normalise_line_endings(content)
-        prepared = await self.prepare(sender, recipients, body, None, arrival, filing=filing)
+        later = self._copies_in_committer
+        prepared = await self.prepare(
+            sender, recipients, body, None, arrival, filing=filing, write_later=later
+        )
         if isinstance(prepared, DeliveryResult):
             return prepared
         try:
-            await self._committer.append(prepared.items)
+            if later:
+                write = functools.partial(prepared.write, self._blobs)
+                await self._committer.append_after(write, len(prepared.items))
+            else:
+                await self._committer.append(prepared.items)
         except Exception as error:
             await self.store_failed(prepared, error)
             return DeliveryResult(reason("store.failed").reply_for(), 0)
@@ -122,6 +159,7 @@ class LocalDelivery:
         *,
         others_accepted: bool = False,
         filing: Mapping[int, Filing] | None = None,
+        write_later: bool = False,
     ) -> LocalCopies | DeliveryResult:
         """Check quota, write every recipient's copy durably, and build the appends (with
         their outcomes) for the caller to commit — alone (MX) or together with the queued
@@ -129,7 +167,9 @@ class LocalDelivery:
 
         `others_accepted`: the message goes to other (remote) recipients too, so members
         whose quota it would exceed get it as grace instead of a refusal for everyone.
-        `summary` None: parsed from `body` in the worker thread, off the event loop."""
+        `summary` None: parsed from `body` in the worker thread, off the event loop.
+        `write_later`: the copies are not written here but left in `unwritten` for
+        `LocalCopies.write`, and the rest runs through `reads` instead of a worker thread."""
         filed = {r.account.id: (filing or {}).get(r.account.id, Filing()) for r in recipients}
         copies = [
             trace_headers(arrival, self._hostname, sender, r.account.address)
@@ -137,13 +177,23 @@ class LocalDelivery:
             + body
             for r in recipients
         ]
-        # One worker-thread hop for the summary, the quota read, every copy's durable write
-        # and the search index: under load each hop waits its turn for a thread and the GIL,
-        # and the event loop is every session's bottleneck.
-        written = await asyncio.to_thread(
-            self._write_copies, recipients, copies, body, summary, not others_accepted
-        )
-        accounts, summary, refs, index, failure = written
+        # At most one worker-thread hop for the summary, the quota read, every copy's durable
+        # write and the search index: under load each hop waits its turn for a thread and the
+        # GIL, and the event loop is every session's bottleneck.
+        known: MessageSummary
+        if write_later:
+            examined = await self._reads(
+                self._examine, recipients, body, summary, not others_accepted
+            )
+            accounts, known, index, too_big = examined
+            refs = [""] * (0 if too_big else len(copies))
+            failure = None
+        else:
+            written = await asyncio.to_thread(
+                self._write_copies, recipients, copies, body, summary, not others_accepted
+            )
+            accounts, known, refs, index, failure = written
+        summary = known
         base = Outcome(
             direction=Direction.INBOUND,
             sender=sender,
@@ -157,7 +207,10 @@ class LocalDelivery:
         )
         accepted = reason("delivered").reply_for(queue_id=arrival.queue_id)
         prepared = LocalCopies(base, tuple(recipients), len(body), accepted)
-        prepared.refs.extend(refs)
+        if write_later:
+            prepared.unwritten = copies
+        else:
+            prepared.refs.extend(refs)
         if failure is not None:
             await self.store_failed(prepared, failure)
             return DeliveryResult(reason("store.failed").reply_for(), 0)
@@ -165,7 +218,7 @@ class LocalDelivery:
         if len(full) == len(recipients) and not others_accepted:
             return await self._refuse_over_quota(base, recipients, accounts, body)
         refused = reason("rcpt.over_quota")
-        for recipient, copy, ref in zip(recipients, copies, prepared.refs, strict=True):
+        for recipient, copy, ref in zip(recipients, copies, refs, strict=True):
             where = filed[recipient.account.id]
             detail = f"queue_id={arrival.queue_id}"
             if where.detail:
@@ -215,18 +268,11 @@ class LocalDelivery:
     ) -> tuple[
         dict[int, Account], MessageSummary, list[str], MessageIndex | None, Exception | None
     ]:
-        """In a worker thread: the summary (unless given), usage as of now (not as of RCPT:
-        other messages may have arrived meanwhile), then, unless the message is too big for
-        every recipient (and `refusable`), each copy written durably, then the search index
-        entry. Returns (accounts, summary, refs written, index, the failure that stopped
-        writing)."""
-        if summary is None:
-            summary = summarise(body)
-        accounts: dict[int, Account] = {}
-        for recipient in recipients:
-            account = self._metadata.get_account_by_id(recipient.account.id)
-            accounts[recipient.account.id] = account or recipient.account
-        if refusable and all(over_quota(accounts[r.account.id], len(body)) for r in recipients):
+        """In a worker thread: `_examine`, then, unless the message is too big for every
+        recipient (and `refusable`), each copy written durably. Returns (accounts, summary,
+        refs written, index, the failure that stopped writing)."""
+        accounts, summary, index, too_big = self._examine(recipients, body, summary, refusable)
+        if too_big:
             return accounts, summary, [], None, None
         refs: list[str] = []
         try:
@@ -234,7 +280,28 @@ class LocalDelivery:
                 refs.append(self._blobs.put([copy]))
         except Exception as error:
             return accounts, summary, refs, None, error
-        return accounts, summary, refs, _index_or_none(body), None
+        return accounts, summary, refs, index, None
+
+    def _examine(
+        self,
+        recipients: Sequence[Recipient],
+        body: bytes,
+        summary: MessageSummary | None,
+        refusable: bool,
+    ) -> tuple[dict[int, Account], MessageSummary, MessageIndex | None, bool]:
+        """Blocking: the summary (unless given), usage as of now (not as of RCPT: other
+        messages may have arrived meanwhile) and, unless the message is too big for every
+        recipient (and `refusable`), the search index entry. Returns (accounts, summary,
+        index, whether it is too big for every recipient)."""
+        if summary is None:
+            summary = summarise(body)
+        accounts: dict[int, Account] = {}
+        for recipient in recipients:
+            account = self._metadata.get_account_by_id(recipient.account.id)
+            accounts[recipient.account.id] = account or recipient.account
+        if refusable and all(over_quota(accounts[r.account.id], len(body)) for r in recipients):
+            return accounts, summary, None, True
+        return accounts, summary, _index_or_none(body), False
 
     async def _refuse_over_quota(
         self,
